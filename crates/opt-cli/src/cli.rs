@@ -1,0 +1,61 @@
+//! Command-line arguments of `optkit`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// optkit: train, measure and optimize neural networks on burn.
+#[derive(Debug, Parser)]
+#[command(name = "optkit", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a pipeline file: baseline training, stages, measurements and report.
+    Pipeline {
+        /// The pipeline TOML file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Run directory (overrides report.out).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Backend: flex, ndarray or wgpu (overrides the file's `backend`).
+        #[arg(long)]
+        backend: Option<String>,
+        /// Directory with the four IDX files (overrides [data]).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Reload a saved model and measure it again on its test data.
+    Eval {
+        /// Model folder (a stage folder of a run, such as runs/quickstart/baseline).
+        #[arg(long)]
+        model: PathBuf,
+        /// Backend: flex, ndarray or wgpu.
+        #[arg(long)]
+        backend: Option<String>,
+        /// Directory with the IDX files to test on (default: the data the model was measured on).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Time training steps of a model on each compiled backend and print the ratios.
+    Bench {
+        /// Model family: mlp, lenet5 or cnn.
+        #[arg(long, default_value = "lenet5")]
+        arch: String,
+        /// Batch size.
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+        /// Timed training steps per backend (after 5 untimed ones).
+        #[arg(long, default_value_t = 60)]
+        steps: usize,
+        /// Backends to compare (default: every compiled one).
+        #[arg(long, value_delimiter = ',')]
+        backends: Vec<String>,
+    },
+}

@@ -1,0 +1,303 @@
+//! The pipeline TOML file: raw serde (`PipelineFile`, unknown keys rejected) and the validated
+//! [`Pipeline`] (ranges checked, paths resolved, errors that point at the key).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use opt_core::data::DataSource;
+use opt_core::eval::MeasureConfig;
+use opt_core::model::Arch;
+use opt_core::train::TrainConfig;
+use serde::{Deserialize, Serialize};
+
+/// `[data]`: where the images come from and how they are split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataSection {
+    /// `embedded` (the shipped Fashion-MNIST subset) or `dir` (four IDX files in `path`).
+    pub source: SourceKind,
+    /// Directory of the IDX files for `source = "dir"`; relative paths are relative to the
+    /// config file's directory. `--data-dir` overrides it.
+    pub path: Option<PathBuf>,
+    /// Number of classes (labels must be below it).
+    pub classes: usize,
+    /// Fraction of the training split held out for validation, in (0, 1).
+    pub validation_split: f64,
+    /// Use only the first N training items (for quick runs).
+    pub train_limit: Option<usize>,
+    /// Use only the first N test items.
+    pub test_limit: Option<usize>,
+}
+
+/// Where data comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// The Fashion-MNIST subset compiled into optkit.
+    Embedded,
+    /// A directory of IDX files.
+    Dir,
+}
+
+impl Default for DataSection {
+    fn default() -> Self {
+        Self {
+            source: SourceKind::Embedded,
+            path: None,
+            classes: 10,
+            validation_split: 0.1,
+            train_limit: None,
+            test_limit: None,
+        }
+    }
+}
+
+/// One `[[stages]]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum StageSection {
+    /// Train the model of `[model]` with `[train]` and measure it.
+    Baseline {
+        /// Candidate name (default `baseline`).
+        name: Option<String>,
+    },
+}
+
+/// `[report]`: where results go and how carefully models are measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReportSection {
+    /// Run directory (relative to the working directory); `--out` overrides it.
+    pub out: PathBuf,
+    /// Timed batch-1 forward passes per model (≥ 200 for stable percentiles).
+    pub latency_runs: usize,
+    /// Untimed forward passes before timing.
+    pub warmup_runs: usize,
+    /// Batch size of the throughput measurement.
+    pub throughput_batch: usize,
+    /// Timed batches of the throughput measurement.
+    pub throughput_runs: usize,
+}
+
+impl Default for ReportSection {
+    fn default() -> Self {
+        let m = MeasureConfig::default();
+        Self {
+            out: PathBuf::from("runs/optkit"),
+            latency_runs: m.latency_runs,
+            warmup_runs: m.warmup_runs,
+            throughput_batch: m.throughput_batch,
+            throughput_runs: m.throughput_runs,
+        }
+    }
+}
+
+impl ReportSection {
+    /// The measurement settings.
+    pub fn measure(&self) -> MeasureConfig {
+        MeasureConfig {
+            latency_runs: self.latency_runs,
+            warmup_runs: self.warmup_runs,
+            throughput_batch: self.throughput_batch,
+            throughput_runs: self.throughput_runs,
+        }
+    }
+}
+
+/// The raw file, exactly as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineFile {
+    /// Schema version; must be 1.
+    pub version: u32,
+    /// Backend to use unless `--backend` is given (`flex`, `ndarray`, `wgpu`).
+    pub backend: Option<String>,
+    /// `[data]`.
+    #[serde(default)]
+    pub data: DataSection,
+    /// `[model]`: `arch` plus optional widths.
+    pub model: Arch,
+    /// `[train]`.
+    #[serde(default)]
+    pub train: TrainConfig,
+    /// `[[stages]]`, run in order.
+    pub stages: Vec<StageSection>,
+    /// `[report]`.
+    #[serde(default)]
+    pub report: ReportSection,
+}
+
+/// Command-line values that override the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--out`.
+    pub out: Option<PathBuf>,
+    /// `--backend`.
+    pub backend: Option<String>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// A checked pipeline, ready to run.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// The config file.
+    pub config_path: PathBuf,
+    /// The file's contents after overrides.
+    pub file: PipelineFile,
+    /// Resolved data source.
+    pub source: DataSource,
+    /// Run directory.
+    pub out: PathBuf,
+    /// Backend name, if chosen by file or flag.
+    pub backend: Option<String>,
+}
+
+/// Reads, parses and validates a pipeline file.
+pub fn load(path: &Path, overrides: Overrides) -> Result<Pipeline> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}; check the path given to --config", path.display()))?;
+    let file = parse(&text).with_context(|| format!("invalid config {}", path.display()))?;
+    validate(path, file, overrides).with_context(|| format!("invalid config {}", path.display()))
+}
+
+/// Parses TOML text; errors carry the dotted key path and the line.
+pub fn parse(text: &str) -> Result<PipelineFile> {
+    let de = toml::Deserializer::new(text);
+    match serde_path_to_error::deserialize::<_, PipelineFile>(de) {
+        Ok(f) => Ok(f),
+        Err(e) => {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let msg = inner.message().to_string();
+            let line = inner.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
+            if key == "." || key.is_empty() {
+                bail!("{msg}{at}")
+            }
+            bail!("key `{key}`{at}: {msg}")
+        }
+    }
+}
+
+fn validate(path: &Path, mut file: PipelineFile, ov: Overrides) -> Result<Pipeline> {
+    if file.version != 1 {
+        bail!("version = {}: this optkit reads version 1; write `version = 1`", file.version);
+    }
+    let base = path.parent().unwrap_or(Path::new("."));
+    let source = match (&ov.data_dir, file.data.source, &file.data.path) {
+        (Some(dir), _, _) => {
+            file.data.source = SourceKind::Dir;
+            file.data.path = Some(dir.clone());
+            DataSource::Dir { path: dir.clone() }
+        }
+        (None, SourceKind::Embedded, None) => DataSource::Embedded,
+        (None, SourceKind::Embedded, Some(_)) => {
+            bail!("data.path is set but data.source = \"embedded\"; set data.source = \"dir\" or remove data.path")
+        }
+        (None, SourceKind::Dir, Some(p)) => DataSource::Dir { path: base.join(p) },
+        (None, SourceKind::Dir, None) => {
+            bail!("data.source = \"dir\" needs data.path (or --data-dir <dir>) pointing at the IDX files")
+        }
+    };
+    if file.data.classes < 2 || file.data.classes > 256 {
+        bail!("data.classes = {}: must be between 2 and 256", file.data.classes);
+    }
+    let vs = file.data.validation_split;
+    if !(vs > 0.0 && vs < 1.0) {
+        bail!("data.validation_split = {vs}: must be strictly between 0 and 1, for example 0.1");
+    }
+    for (key, v) in [("train_limit", file.data.train_limit), ("test_limit", file.data.test_limit)] {
+        if v == Some(0) {
+            bail!("data.{key} = 0: must be at least 1, or left out to use all items");
+        }
+    }
+    file.train.validate("train")?;
+    file.report.measure().validate("report")?;
+    if file.stages.is_empty() {
+        bail!("no [[stages]]: add at least `[[stages]]\\nkind = \"baseline\"`");
+    }
+    if !matches!(file.stages[0], StageSection::Baseline { .. }) {
+        bail!("stages[0] must be the baseline stage (kind = \"baseline\")");
+    }
+    let mut names = std::collections::HashSet::new();
+    for (i, s) in file.stages.iter().enumerate() {
+        let name = stage_name(s);
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            bail!("stages[{i}].name = {name:?}: use letters, digits, '-' and '_' only (it names a folder)");
+        }
+        if !names.insert(name.to_string()) {
+            bail!("stages[{i}].name = {name:?}: another stage already has this name; names must be unique");
+        }
+    }
+    let out = ov.out.unwrap_or_else(|| file.report.out.clone());
+    let backend = ov.backend.or_else(|| file.backend.clone());
+    Ok(Pipeline {
+        config_path: path.to_path_buf(),
+        file,
+        source,
+        out,
+        backend,
+    })
+}
+
+/// The candidate name of a stage.
+pub fn stage_name(s: &StageSection) -> &str {
+    match s {
+        StageSection::Baseline { name } => name.as_deref().unwrap_or("baseline"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = "version = 1\n[model]\narch = \"cnn\"\n[[stages]]\nkind = \"baseline\"\n";
+
+    #[test]
+    fn minimal_file_gets_defaults() {
+        let f = parse(MIN).unwrap();
+        assert_eq!(f.model, Arch::Cnn { blocks: vec![16, 32, 64], fc: 128 });
+        assert_eq!(f.train, TrainConfig::default());
+        assert_eq!(f.data.classes, 10);
+    }
+
+    #[test]
+    fn unknown_keys_name_their_path() {
+        let e = parse(&format!("{MIN}[train]\nepoch = 3\n")).unwrap_err().to_string();
+        assert!(e.contains("train.epoch") && e.contains("unknown field"), "{e}");
+        let e = parse("version = 1\n[model]\narch = \"lenet5\"\nconv3 = 4\n[[stages]]\nkind = \"baseline\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("conv3"), "{e}");
+        let e = parse(&format!("{MIN}[train]\nepochs = \"three\"\n")).unwrap_err().to_string();
+        assert!(e.contains("train.epochs") && e.contains("line 7"), "{e}");
+        let e = parse(&MIN.replace("baseline", "prune")).unwrap_err().to_string();
+        assert!(e.contains("stages") && e.contains("baseline"), "{e}");
+    }
+
+    #[test]
+    fn validation_rejects_ranges_with_keys() {
+        for (extra, expect) in [
+            ("[train]\nepochs = 0\n", "train.epochs = 0"),
+            ("[train]\nlearning_rate = -0.1\n", "train.learning_rate = -0.1"),
+            ("[train]\nbatch_size = 0\n", "train.batch_size = 0"),
+            ("[data]\nvalidation_split = 1.0\n", "data.validation_split = 1"),
+            ("[data]\nsource = \"dir\"\n", "needs data.path"),
+        ] {
+            let f = parse(&format!("{MIN}{extra}")).unwrap();
+            let e = format!("{:#}", validate(Path::new("c.toml"), f, Overrides::default()).unwrap_err());
+            assert!(e.contains(expect), "{e}");
+        }
+    }
+
+    #[test]
+    fn data_dir_override_wins_and_relative_paths_follow_the_config() {
+        let f = parse(&format!("{MIN}[data]\nsource = \"dir\"\npath = \"../data\"\n")).unwrap();
+        let p = validate(Path::new("configs/x.toml"), f.clone(), Overrides::default()).unwrap();
+        assert_eq!(p.source, DataSource::Dir { path: PathBuf::from("configs/../data") });
+        let ov = Overrides { data_dir: Some("/d".into()), ..Default::default() };
+        let p = validate(Path::new("configs/x.toml"), f, ov).unwrap();
+        assert_eq!(p.source, DataSource::Dir { path: PathBuf::from("/d") });
+    }
+}

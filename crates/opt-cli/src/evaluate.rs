@@ -1,0 +1,62 @@
+//! `optkit eval`: reload a saved model and measure it again on its test data.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use opt_core::artifact::load_model;
+use opt_core::data::{Batcher, DataSource};
+use opt_core::eval::{EvalReport, MeasureConfig, measure};
+use opt_core::fsutil::read_json;
+use opt_core::report::Candidate;
+
+use crate::backend::{BackendKind, BackendTask};
+
+/// What `optkit eval` prints.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EvalOutput {
+    /// The model folder.
+    pub model: String,
+    /// Fresh measurements.
+    #[serde(flatten)]
+    pub eval: EvalReport,
+    /// Accuracy recorded in the folder's report.json when the model was made, if any.
+    pub recorded_accuracy: Option<f64>,
+}
+
+/// The eval command as a backend task.
+pub struct EvalModel {
+    /// Model folder (a stage folder of a run).
+    pub dir: PathBuf,
+    /// Test data override.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl BackendTask for EvalModel {
+    type Output = EvalOutput;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device, backend: BackendKind, device_name: String) -> Result<EvalOutput> {
+        run_inner::<B::InnerBackend>(self, device, backend, device_name)
+    }
+}
+
+fn run_inner<B: Backend>(task: EvalModel, device: B::Device, backend: BackendKind, device_name: String) -> Result<EvalOutput> {
+    let (meta, model, saved) = load_model::<B>(&task.dir, &device)?;
+    let (source, limit) = match (&task.data_dir, &meta.test_data) {
+        (Some(d), _) => (DataSource::Dir { path: d.clone() }, None),
+        (None, Some(t)) => (t.source.clone(), t.test_limit),
+        (None, None) => (DataSource::Embedded, None),
+    };
+    let mut test = source.load(meta.spec.classes).context("loading the test data")?.test;
+    if let Some(n) = limit {
+        test = test.take(n);
+    }
+    let batcher = Batcher { norm: meta.normalization };
+    let eval = measure(&model, &meta.spec, &saved, &test, &batcher, &MeasureConfig::default(), backend.name(), &device);
+    let recorded = read_json::<Candidate>(&task.dir.join("report.json")).ok().map(|c| c.eval.accuracy);
+    Ok(EvalOutput {
+        model: task.dir.display().to_string(),
+        eval: EvalReport { device: device_name, ..eval },
+        recorded_accuracy: recorded,
+    })
+}

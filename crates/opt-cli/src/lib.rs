@@ -1,0 +1,127 @@
+//! opt-cli: the pipeline engine behind the `optkit` binary, usable as a library.
+//!
+//! [`main_entry`] is the whole program: the binary only turns its return value into an exit
+//! code, so tests call it in-process and see exactly what a user sees.
+//!
+//! ```no_run
+//! let mut stderr = Vec::new();
+//! let code = opt_cli::main_entry(["optkit", "pipeline", "--config", "configs/quickstart.toml"], &mut stderr);
+//! assert_eq!(code, 0);
+//! ```
+
+pub mod backend;
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod evaluate;
+pub mod pipeline;
+
+use std::ffi::OsString;
+use std::io::Write;
+
+use anyhow::Result;
+use clap::Parser;
+
+use crate::backend::{BackendKind, dispatch};
+use crate::cli::{Cli, Command};
+
+/// Exit code of a usage or input error.
+pub const EXIT_INPUT: u8 = 2;
+
+/// Runs optkit with `args` (the first is the program name); errors go to `stderr`.
+/// Returns the exit code: 0 on success, 2 on a usage or input error.
+pub fn main_entry<I, T>(args: I, stderr: &mut dyn Write) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    init_logging();
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_INPUT } else { 0 };
+            if e.use_stderr() {
+                let _ = write!(stderr, "{e}");
+            } else {
+                let _ = e.print();
+            }
+            return code;
+        }
+    };
+    match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = writeln!(stderr, "error: {e:#}");
+            EXIT_INPUT
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wgpu_core=warn,wgpu_hal=warn,cubecl=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn pick_backend(name: Option<&str>) -> Result<BackendKind> {
+    match name {
+        Some(n) => n.parse(),
+        None => BackendKind::default_compiled(),
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Pipeline { config, out, backend, data_dir } => {
+            let overrides = config::Overrides { out, backend, data_dir };
+            let p = config::load(&config, overrides)?;
+            let kind = pick_backend(p.backend.as_deref())?;
+            pipeline::prepare_out_dir(&p.out)?;
+            let out = p.out.clone();
+            let report = dispatch(kind, pipeline::RunPipeline(p))?;
+            for c in &report.candidates {
+                println!(
+                    "{}: accuracy {:.4}, params {}, MACs {}, size {} B, latency b1 p50 {:.3} ms, throughput {:.0} img/s ({})",
+                    c.name, c.eval.accuracy, c.eval.params, c.eval.macs, c.eval.size_bytes,
+                    c.eval.latency_b1_ms_p50, c.eval.throughput_per_s, c.eval.backend
+                );
+            }
+            println!("report: {} and {}", out.join("report.md").display(), out.join("report.json").display());
+            Ok(())
+        }
+        Command::Eval { model, backend, data_dir } => {
+            let kind = pick_backend(backend.as_deref())?;
+            let out = dispatch(kind, evaluate::EvalModel { dir: model, data_dir })?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            if let Some(r) = out.recorded_accuracy {
+                let same = if r == out.eval.accuracy { "identical" } else { "DIFFERENT" };
+                eprintln!("accuracy {:.6}, recorded {:.6}: {same}", out.eval.accuracy, r);
+            }
+            Ok(())
+        }
+        Command::Bench { arch, batch_size, steps, backends } => {
+            let kinds: Vec<BackendKind> = if backends.is_empty() {
+                BackendKind::compiled_in()
+            } else {
+                backends.iter().map(|b| b.parse()).collect::<Result<_>>()?
+            };
+            let mut results = Vec::new();
+            for kind in kinds {
+                let r = dispatch(kind, bench::BenchTrain { arch: arch.clone(), batch_size, steps })?;
+                println!("{:>8}: {:>9.1} samples/s  ({})", r.backend, r.samples_per_s, r.device);
+                results.push(r);
+            }
+            if let Some(first) = results.first() {
+                for r in &results[1..] {
+                    println!("ratio {}/{}: {:.2}x", first.backend, r.backend, first.samples_per_s / r.samples_per_s);
+                }
+            }
+            println!("{}", serde_json::to_string(&results)?);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Runs a validated [`Pipeline`]: data, stages in order, one measured candidate per stage, and
+//! the run report (`report.json`, `report.md`), every file written atomically.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::backend::AutodiffBackend;
+use opt_core::artifact::{ModelMeta, TestDataRef, WEIGHTS_FILE, save_model};
+use opt_core::data::{Batcher, FASHION_MNIST_CLASSES, Normalization};
+use opt_core::eval::measure;
+use opt_core::fsutil::{write_atomic, write_json_atomic};
+use opt_core::model::{InputShape, ModelSpec};
+use opt_core::report::{Candidate, PipelineReport};
+use opt_core::train::{DefaultHooks, TrainData, seed_backend, train};
+
+use crate::backend::{BackendKind, BackendTask};
+use crate::config::{Pipeline, StageSection, stage_name};
+
+/// Checks that the run directory can be used: an existing file there is an error, never replaced.
+pub fn prepare_out_dir(out: &Path) -> Result<()> {
+    if out.exists() && !out.is_dir() {
+        bail!(
+            "output path {} is an existing file, not a directory; choose another --out or move the file",
+            out.display()
+        );
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create output directory {}", out.display()))
+}
+
+/// The pipeline as a backend task.
+pub struct RunPipeline(pub Pipeline);
+
+impl BackendTask for RunPipeline {
+    type Output = PipelineReport;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device, backend: BackendKind, device_name: String) -> Result<PipelineReport> {
+        let p = self.0;
+        let f = &p.file;
+        let start = Instant::now();
+        let _span = tracing::info_span!("pipeline", config = %p.config_path.display(), backend = backend.name()).entered();
+
+        let mut splits = p.source.load(f.data.classes)?;
+        if let Some(n) = f.data.train_limit {
+            splits.train = splits.train.take(n);
+        }
+        if let Some(n) = f.data.test_limit {
+            splits.test = splits.test.take(n);
+        }
+        let (train_ds, valid_ds) = splits.train.split(f.data.validation_split, f.train.seed)?;
+        let batcher = Batcher { norm: Normalization::of(&train_ds) };
+        let input = InputShape {
+            channels: train_ds.channels,
+            height: train_ds.height,
+            width: train_ds.width,
+        };
+        let spec = ModelSpec { input, classes: f.data.classes, arch: f.model.clone() };
+        spec.validate()?;
+        tracing::info!(
+            model = %spec.describe(), params = spec.params(), macs = spec.macs(),
+            train = train_ds.len(), valid = valid_ds.len(), test = splits.test.len(), "pipeline ready"
+        );
+        let class_names: Vec<String> = if f.data.classes == 10 {
+            FASHION_MNIST_CLASSES.iter().map(|s| s.to_string()).collect()
+        } else {
+            (0..f.data.classes).map(|i| format!("class {i}")).collect()
+        };
+
+        let mut candidates = Vec::new();
+        for stage in &f.stages {
+            let name = stage_name(stage).to_string();
+            let dir = p.out.join(&name);
+            let _span = tracing::info_span!("stage", name = %name).entered();
+            match stage {
+                StageSection::Baseline { .. } => {
+                    seed_backend::<B>(&device, f.train.seed);
+                    let model = spec.init::<B>(&device);
+                    let data = TrainData { train: &train_ds, valid: &valid_ds, batcher };
+                    let (model, train_report) = train(model, data, &f.train, &device, &mut DefaultHooks);
+                    let meta = ModelMeta {
+                        format_version: 1,
+                        spec: spec.clone(),
+                        normalization: batcher.norm,
+                        class_names: class_names.clone(),
+                        weights: WEIGHTS_FILE.to_string(),
+                        test_data: Some(TestDataRef { source: p.source.clone(), test_limit: f.data.test_limit }),
+                    };
+                    let saved = save_model(&dir, &meta, &model)?;
+                    let eval = measure(
+                        &model, &spec, &saved, &splits.test, &batcher, &f.report.measure(), backend.name(), &device,
+                    );
+                    let eval = opt_core::eval::EvalReport { device: device_name.clone(), ..eval };
+                    let candidate = Candidate {
+                        name: name.clone(),
+                        stage: "baseline".into(),
+                        model_dir: name.clone(),
+                        arch: spec.describe(),
+                        eval,
+                        train: Some(train_report),
+                    };
+                    write_json_atomic(&dir.join("report.json"), &candidate)?;
+                    tracing::info!(accuracy = candidate.eval.accuracy, "candidate measured");
+                    candidates.push(candidate);
+                }
+            }
+        }
+        let report = PipelineReport {
+            report_version: 1,
+            config: p.config_path.display().to_string(),
+            data: p.source.describe(),
+            data_items: [train_ds.len(), valid_ds.len(), splits.test.len()],
+            backend: backend.name().to_string(),
+            seconds: start.elapsed().as_secs_f64(),
+            candidates,
+        };
+        write_json_atomic(&p.out.join("report.json"), &report)?;
+        write_atomic(&p.out.join("report.md"), report.to_markdown().as_bytes())?;
+        Ok(report)
+    }
+}

@@ -1,0 +1,95 @@
+//! Models: serializable specs, the burn modules they build, and parameter accounting.
+
+pub mod nets;
+pub mod params;
+pub mod spec;
+
+pub use nets::{Classifier, Cnn, ConvBlock, LeNet5, Mlp, Model};
+pub use params::{ParamCounts, ParamEntry, count_params, param_entries};
+pub use spec::{Arch, InputShape, LayerCost, LayerKind, ModelSpec};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::{TestBackend, device};
+    use burn::module::Module;
+    use burn::tensor::{Distribution, Tensor};
+
+    const MNIST: InputShape = InputShape { channels: 1, height: 28, width: 28 };
+
+    fn all_presets() -> Vec<ModelSpec> {
+        ["mlp", "lenet5", "cnn"]
+            .iter()
+            .map(|f| ModelSpec::preset(f, MNIST, 10).unwrap())
+            .chain([ModelSpec {
+                input: InputShape { channels: 3, height: 32, width: 30 },
+                classes: 7,
+                arch: Arch::Cnn { blocks: vec![8, 12], fc: 24 },
+            }])
+            .collect()
+    }
+
+    #[test]
+    fn built_modules_match_spec_parameter_counts() {
+        let _rng = crate::test_util::rng_lock();
+        for spec in all_presets() {
+            let model = spec.init::<TestBackend>(&device());
+            let counts = count_params(&model);
+            assert_eq!(counts.params, spec.params(), "{}", spec.describe());
+            // burn's own count adds two running statistics per batch-norm channel.
+            let bn: u64 = spec.layers().iter().filter(|l| l.kind == LayerKind::BatchNorm).map(|l| l.params).sum();
+            assert_eq!(model.num_params() as u64, spec.params() + bn);
+        }
+    }
+
+    /// The analytic MACs must equal what the layer shapes seen in a forward pass imply.
+    #[test]
+    fn macs_match_shapes_seen_in_forward_pass() {
+        let _rng = crate::test_util::rng_lock();
+        for spec in all_presets() {
+            let model = spec.init::<TestBackend>(&device());
+            let shapes: std::collections::HashMap<String, Vec<usize>> = param_entries(&model, false)
+                .into_iter()
+                .map(|e| (e.path, e.shape))
+                .collect();
+            let mut observed = Vec::new();
+            let x = Tensor::<TestBackend, 4>::random(
+                [2, spec.input.channels, spec.input.height, spec.input.width],
+                Distribution::Default,
+                &device(),
+            );
+            let logits = model.forward_observed(x, &mut |name, out| observed.push((name.to_string(), out.to_vec())));
+            assert_eq!(logits.dims(), [2, spec.classes]);
+            let mut macs = 0u64;
+            for (name, out) in &observed {
+                let w = shapes.get(&format!("{name}.weight")).or_else(|| shapes.get(&format!("{name}.gamma")));
+                let w = w.unwrap_or_else(|| panic!("no weight for layer {name}"));
+                macs += match w.len() {
+                    // conv weight [out, in/groups, kh, kw]; output [out, h, w]
+                    4 => (out[1] * out[2] * w[0] * w[1] * w[2] * w[3]) as u64,
+                    // linear weight [in, out]
+                    2 => (w[0] * w[1]) as u64,
+                    _ => 0, // batch norm
+                };
+            }
+            assert_eq!(macs, spec.macs(), "{}", spec.describe());
+            let spec_layers: Vec<(String, Vec<usize>)> =
+                spec.layers().into_iter().map(|l| (l.name, l.output)).collect();
+            assert_eq!(observed, spec_layers);
+        }
+    }
+
+    #[test]
+    fn nonzero_counts_see_zeros() {
+        let _rng = crate::test_util::rng_lock();
+        let spec = ModelSpec::preset("mlp", MNIST, 10).unwrap();
+        let mut model = spec.init::<TestBackend>(&device());
+        if let Model::Mlp(m) = &mut model {
+            let w = m.layers[2].weight.val();
+            m.layers[2].weight = burn::module::Param::from_tensor(w.zeros_like());
+        }
+        let c = count_params(&model);
+        assert_eq!(c.params, 266_610);
+        assert_eq!(c.nonzero, 266_610 - 1_000);
+    }
+}

@@ -1,0 +1,279 @@
+//! The burn modules built from a [`ModelSpec`]: LeNet-300-100 style MLPs, Caffe LeNet-5 and the
+//! small conv-BN-ReLU CNN, behind one [`Model`] enum and the [`Classifier`] trait.
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::{Tensor, backend::Backend};
+
+use super::spec::{Arch, ModelSpec};
+
+/// Called after every layer that has parameters with the layer's name and its output shape
+/// without the batch dimension. Tests use it to check the analytic MAC count.
+pub type LayerObserver<'a> = &'a mut dyn FnMut(&str, &[usize]);
+
+/// What every model family provides: images in, logits out.
+pub trait Classifier<B: Backend> {
+    /// Logits for a batch.
+    ///
+    /// # Shapes
+    /// - images: `[batch, channels, height, width]`
+    /// - output: `[batch, classes]`
+    fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+        self.forward_observed(images, &mut |_, _| {})
+    }
+
+    /// Like [`Classifier::forward`], reporting each parameterized layer's output shape.
+    fn forward_observed(&self, images: Tensor<B, 4>, observe: LayerObserver<'_>) -> Tensor<B, 2>;
+}
+
+fn observe<B: Backend, const D: usize>(obs: LayerObserver<'_>, name: &str, t: &Tensor<B, D>) {
+    obs(name, &t.dims()[1..]);
+}
+
+/// Fully connected network: flatten, then linear + ReLU for each hidden layer, linear head.
+#[derive(Module, Debug)]
+pub struct Mlp<B: Backend> {
+    /// Hidden layers followed by the output layer.
+    pub layers: Vec<Linear<B>>,
+}
+
+impl<B: Backend> Classifier<B> for Mlp<B> {
+    fn forward_observed(&self, images: Tensor<B, 4>, obs: LayerObserver<'_>) -> Tensor<B, 2> {
+        let mut x = images.flatten::<2>(1, 3);
+        let last = self.layers.len() - 1;
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x);
+            observe(obs, &format!("layers.{i}"), &x);
+            if i < last {
+                x = relu(x);
+            }
+        }
+        x
+    }
+}
+
+/// Caffe LeNet-5 (Deep Compression variant: no activation after the convolutions).
+#[derive(Module, Debug)]
+pub struct LeNet5<B: Backend> {
+    /// 5x5 convolution, input channels to `conv1`.
+    pub conv1: Conv2d<B>,
+    /// 5x5 convolution, `conv1` to `conv2` channels.
+    pub conv2: Conv2d<B>,
+    /// 2x2 max-pooling, stride 2.
+    pub pool: MaxPool2d,
+    /// Flattened features to `fc1`.
+    pub fc1: Linear<B>,
+    /// `fc1` to classes.
+    pub fc2: Linear<B>,
+}
+
+impl<B: Backend> Classifier<B> for LeNet5<B> {
+    fn forward_observed(&self, images: Tensor<B, 4>, obs: LayerObserver<'_>) -> Tensor<B, 2> {
+        let x = self.conv1.forward(images);
+        observe(obs, "conv1", &x);
+        let x = self.conv2.forward(self.pool.forward(x));
+        observe(obs, "conv2", &x);
+        let x = self.pool.forward(x).flatten::<2>(1, 3);
+        let x = self.fc1.forward(x);
+        observe(obs, "fc1", &x);
+        let x = self.fc2.forward(relu(x));
+        observe(obs, "fc2", &x);
+        x
+    }
+}
+
+/// One conv 3x3 + batch norm + ReLU + max-pool 2 block.
+#[derive(Module, Debug)]
+pub struct ConvBlock<B: Backend> {
+    /// 3x3 convolution, padding 1, no bias (the batch norm has one).
+    pub conv: Conv2d<B>,
+    /// Batch normalization over the output channels.
+    pub bn: BatchNorm<B>,
+    /// 2x2 max-pooling, stride 2.
+    pub pool: MaxPool2d,
+}
+
+/// Small modern CNN: conv blocks, then fc + ReLU and a linear head.
+#[derive(Module, Debug)]
+pub struct Cnn<B: Backend> {
+    /// The conv-BN-ReLU-pool blocks.
+    pub blocks: Vec<ConvBlock<B>>,
+    /// Flattened features to the hidden width.
+    pub fc: Linear<B>,
+    /// Hidden width to classes.
+    pub head: Linear<B>,
+}
+
+impl<B: Backend> Classifier<B> for Cnn<B> {
+    fn forward_observed(&self, images: Tensor<B, 4>, obs: LayerObserver<'_>) -> Tensor<B, 2> {
+        let mut x = images;
+        for (i, b) in self.blocks.iter().enumerate() {
+            x = b.conv.forward(x);
+            observe(obs, &format!("blocks.{i}.conv"), &x);
+            x = batch_norm(&b.bn, x);
+            observe(obs, &format!("blocks.{i}.bn"), &x);
+            x = b.pool.forward(relu(x));
+        }
+        let x = self.fc.forward(x.flatten::<2>(1, 3));
+        observe(obs, "fc", &x);
+        let x = self.head.forward(relu(x));
+        observe(obs, "head", &x);
+        x
+    }
+}
+
+/// Any model optkit builds from a [`ModelSpec`].
+#[derive(Module, Debug)]
+pub enum Model<B: Backend> {
+    /// See [`Mlp`].
+    Mlp(Mlp<B>),
+    /// See [`LeNet5`].
+    Lenet5(LeNet5<B>),
+    /// See [`Cnn`].
+    Cnn(Cnn<B>),
+}
+
+impl<B: Backend> Classifier<B> for Model<B> {
+    fn forward_observed(&self, images: Tensor<B, 4>, obs: LayerObserver<'_>) -> Tensor<B, 2> {
+        match self {
+            Model::Mlp(m) => m.forward_observed(images, obs),
+            Model::Lenet5(m) => m.forward_observed(images, obs),
+            Model::Cnn(m) => m.forward_observed(images, obs),
+        }
+    }
+}
+
+/// Forces lazy parameters to initialize (`Param::val` fills the cell in place).
+struct Materialize;
+
+impl<B: Backend> ModuleVisitor<B> for Materialize {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let _ = param.val();
+    }
+}
+
+/// burn's `BatchNorm` in inference mode; in training mode the same computation (batch
+/// statistics, running-average update with the module's momentum, biased variance) with the
+/// statistics reduced per axis instead of through `swap_dims` + `reshape`, which burn-flex
+/// copies: measured 6x faster training of the quickstart CNN on flex.
+fn batch_norm<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    if !B::ad_enabled(&x.device()) {
+        return bn.forward(x);
+    }
+    let [n, channels, h, w] = x.dims();
+    // [n, c, h*w] is a free reshape of a contiguous tensor; reduce the last axis, then the batch.
+    let flat = x.reshape([n, channels, h * w]);
+    let stats = |t: Tensor<B, 3>| t.mean_dim(2).mean_dim(0);
+    let mean = stats(flat.clone());
+    let centered = flat.sub(mean.clone());
+    let var = stats(centered.clone().square());
+    let m = bn.momentum;
+    let update = |state: &burn::module::RunningState<Tensor<B, 1>>, batch: &Tensor<B, 3>| {
+        let old = state.value_sync().to_device(&batch.device());
+        let new = old.mul_scalar(1.0 - m).add(batch.clone().detach().reshape([channels]).mul_scalar(m));
+        state.update(new.detach());
+    };
+    update(&bn.running_mean, &mean);
+    update(&bn.running_var, &var);
+    let shape = [1, channels, 1];
+    let scale = bn.gamma.val().reshape(shape).div(var.add_scalar(bn.epsilon).sqrt());
+    centered.mul(scale).add(bn.beta.val().reshape(shape)).reshape([n, channels, h, w])
+}
+
+fn pool2() -> MaxPool2d {
+    MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init()
+}
+
+impl ModelSpec {
+    /// Builds the burn module with freshly initialized weights (burn's defaults).
+    ///
+    /// The weights are materialized here: burn initializes parameters lazily, and a clone of a
+    /// lazy parameter draws its own values, so saving `model.clone()` would store weights the
+    /// model never had.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Model<B> {
+        let model = self.build(device);
+        model.visit(&mut Materialize);
+        model
+    }
+
+    fn build<B: Backend>(&self, device: &B::Device) -> Model<B> {
+        let c = self.input.channels;
+        match &self.arch {
+            Arch::Mlp { hidden } => {
+                let mut prev = c * self.input.height * self.input.width;
+                let mut layers = Vec::new();
+                for &h in hidden.iter().chain(std::iter::once(&self.classes)) {
+                    layers.push(LinearConfig::new(prev, h).init(device));
+                    prev = h;
+                }
+                Model::Mlp(Mlp { layers })
+            }
+            Arch::Lenet5 { conv1, conv2, fc1 } => {
+                let side = |s: usize| ((s - 4) / 2 - 4) / 2;
+                let fc1_in = conv2 * side(self.input.height) * side(self.input.width);
+                Model::Lenet5(LeNet5 {
+                    conv1: Conv2dConfig::new([c, *conv1], [5, 5]).init(device),
+                    conv2: Conv2dConfig::new([*conv1, *conv2], [5, 5]).init(device),
+                    pool: pool2(),
+                    fc1: LinearConfig::new(fc1_in, *fc1).init(device),
+                    fc2: LinearConfig::new(*fc1, self.classes).init(device),
+                })
+            }
+            Arch::Cnn { blocks, fc } => {
+                let mut prev = c;
+                let mut mods = Vec::new();
+                for &b in blocks {
+                    mods.push(ConvBlock {
+                        conv: Conv2dConfig::new([prev, b], [3, 3])
+                            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                            .with_bias(false)
+                            .init(device),
+                        bn: BatchNormConfig::new(b).init(device),
+                        pool: pool2(),
+                    });
+                    prev = b;
+                }
+                let shrink = 1usize << blocks.len();
+                let flat = prev * (self.input.height / shrink) * (self.input.width / shrink);
+                Model::Cnn(Cnn {
+                    blocks: mods,
+                    fc: LinearConfig::new(flat, *fc).init(device),
+                    head: LinearConfig::new(*fc, self.classes).init(device),
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::{TestAutodiff, device, rng_lock};
+    use burn::tensor::{Distribution, Tolerance};
+
+    #[test]
+    fn fast_batch_norm_matches_burn_in_training_mode() {
+        let _rng = rng_lock();
+        let dev = device();
+        let gamma = Tensor::<TestAutodiff, 1>::random([3], Distribution::Uniform(0.5, 1.5), &dev);
+        let make = || {
+            let mut bn = BatchNormConfig::new(3).init::<TestAutodiff>(&dev);
+            bn.gamma = Param::from_tensor(gamma.clone());
+            bn
+        };
+        let (ours, theirs) = (make(), make());
+        for _ in 0..2 {
+            let x = Tensor::<TestAutodiff, 4>::random([4, 3, 5, 6], Distribution::Normal(2.0, 3.0), &dev);
+            let a = batch_norm(&ours, x.clone()).into_data();
+            let b = theirs.forward(x).into_data();
+            a.assert_approx_eq::<f32>(&b, Tolerance::default());
+        }
+        let rm = |bn: &BatchNorm<TestAutodiff>| (bn.running_mean.value().into_data(), bn.running_var.value().into_data());
+        let ((am, av), (bm, bv)) = (rm(&ours), rm(&theirs));
+        am.assert_approx_eq::<f32>(&bm, Tolerance::default());
+        av.assert_approx_eq::<f32>(&bv, Tolerance::default());
+    }
+}

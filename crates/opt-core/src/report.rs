@@ -1,0 +1,116 @@
+//! The run report: one [`Candidate`] per optimized model, written as `report.json` (for
+//! machines; the contract later checks read) and `report.md` (for people).
+
+use serde::{Deserialize, Serialize};
+
+use crate::eval::EvalReport;
+use crate::train::TrainReport;
+
+/// One model produced by a pipeline stage, with its measurements.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    /// Unique name in the run (`baseline`).
+    pub name: String,
+    /// Stage kind that produced it (`baseline`).
+    pub stage: String,
+    /// Model folder, relative to the run directory.
+    pub model_dir: String,
+    /// One-line architecture description.
+    pub arch: String,
+    /// The measured figures (flattened into the candidate object).
+    #[serde(flatten)]
+    pub eval: EvalReport,
+    /// How it was trained, when the stage trained it.
+    pub train: Option<TrainReport>,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PipelineReport {
+    /// Version of this document's layout (1).
+    pub report_version: u32,
+    /// The config file that produced the run.
+    pub config: String,
+    /// Where the data came from.
+    pub data: String,
+    /// Train / validation / test items.
+    pub data_items: [usize; 3],
+    /// Backend every candidate was measured on.
+    pub backend: String,
+    /// Total wall time of the run in seconds.
+    pub seconds: f64,
+    /// The candidates, in the order the stages produced them.
+    pub candidates: Vec<Candidate>,
+}
+
+fn change(value: f64, base: f64) -> String {
+    if base == 0.0 {
+        return String::new();
+    }
+    format!(" ({:.2}x)", value / base)
+}
+
+impl PipelineReport {
+    /// The Markdown summary: one row per candidate with the change against the baseline.
+    pub fn to_markdown(&self) -> String {
+        let mut s = String::new();
+        s.push_str("# optkit report\n\n");
+        s.push_str(&format!(
+            "- config: `{}`\n- data: {} ({} train / {} validation / {} test)\n- backend: {}\n- wall time: {:.1} s\n\n",
+            self.config, self.data, self.data_items[0], self.data_items[1], self.data_items[2], self.backend, self.seconds
+        ));
+        s.push_str(
+            "Ratios in parentheses are against the baseline. MACs: one multiply-accumulate = 1 MAC, per image. \
+             Parameters exclude batch-norm running statistics. Latency: batch 1, forward pass and read-back.\n\n",
+        );
+        s.push_str("| candidate | stage | accuracy | Δ acc (pts) | params | non-zero | MACs | size (bytes) | gzip (bytes) | latency b1 p50 / p95 (ms) | throughput (img/s) |\n");
+        s.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
+        let base = self.candidates.iter().find(|c| c.stage == "baseline").or(self.candidates.first());
+        for c in &self.candidates {
+            let e = &c.eval;
+            let (d_acc, r_params, r_nz, r_macs, r_size, r_gz, r_lat, r_tp) = match base {
+                Some(b) => (
+                    format!("{:+.2}", 100.0 * (e.accuracy - b.eval.accuracy)),
+                    change(e.params as f64, b.eval.params as f64),
+                    change(e.nonzero_params as f64, b.eval.nonzero_params as f64),
+                    change(e.macs as f64, b.eval.macs as f64),
+                    change(e.size_bytes as f64, b.eval.size_bytes as f64),
+                    change(e.size_gzip_bytes as f64, b.eval.size_gzip_bytes as f64),
+                    change(e.latency_b1_ms_p50, b.eval.latency_b1_ms_p50),
+                    change(e.throughput_per_s, b.eval.throughput_per_s),
+                ),
+                None => Default::default(),
+            };
+            s.push_str(&format!(
+                "| {} | {} | {:.4} | {} | {}{} | {}{} | {}{} | {}{} | {}{} | {:.3} / {:.3}{} | {:.0}{} |\n",
+                c.name, c.stage, e.accuracy, d_acc, e.params, r_params, e.nonzero_params, r_nz, e.macs, r_macs,
+                e.size_bytes, r_size, e.size_gzip_bytes, r_gz, e.latency_b1_ms_p50, e.latency_b1_ms_p95, r_lat,
+                e.throughput_per_s, r_tp
+            ));
+        }
+        for c in &self.candidates {
+            s.push_str(&format!("\n## {}\n\n- architecture: {}\n- model: `{}`\n- device: {}\n", c.name, c.arch, c.model_dir, c.eval.device));
+            let per_class: Vec<String> = c.eval.per_class_accuracy.iter().map(|a| format!("{a:.3}")).collect();
+            s.push_str(&format!("- per-class accuracy: {}\n", per_class.join(", ")));
+            if let Some(t) = &c.train {
+                s.push_str(&format!(
+                    "- training: {} epochs, best epoch {} (validation accuracy {:.4}), {:.0} samples/s, {:.1} s{}\n\n",
+                    t.epochs.len(),
+                    t.best_epoch,
+                    t.best_val_accuracy,
+                    t.samples_per_s,
+                    t.seconds,
+                    if t.stopped_early { ", stopped early" } else { "" }
+                ));
+                s.push_str("| epoch | train loss | train acc | val loss | val acc | lr | samples/s |\n|---|---|---|---|---|---|---|\n");
+                for ep in &t.epochs {
+                    s.push_str(&format!(
+                        "| {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.2e} | {:.0} |\n",
+                        ep.epoch, ep.train_loss, ep.train_accuracy, ep.val_loss, ep.val_accuracy, ep.lr, ep.samples_per_s
+                    ));
+                }
+            }
+        }
+        s
+    }
+}
