@@ -1,1 +1,185 @@
-fn main(){}
+//! Developer and user tasks for optkit. Depends on no opt-* crate, so it builds in seconds;
+//! everything heavy runs through `cargo`.
+//!
+//! - `cargo xtask pipeline --config <file> [--out <dir>] [--backend <name>] [--data-dir <dir>]`:
+//!   runs the release build of the `optkit` binary.
+//! - `cargo xtask bench [train] [optkit bench flags]`: training throughput of every compiled
+//!   backend, with ratios.
+//! - `cargo xtask deps`: checks the dependency directions of ARCHITECTURE.md.
+//! - `cargo xtask ci`: fmt, clippy, dependency check, tests (what `.ci/run` calls).
+
+use std::process::{Command, ExitCode};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((task, rest)) = args.split_first() else {
+        eprintln!("usage: cargo xtask <pipeline|bench|deps|ci> [args]");
+        return ExitCode::from(2);
+    };
+    let result = match task.as_str() {
+        "pipeline" => optkit("pipeline", rest),
+        "eval" => optkit("eval", rest),
+        "bench" => {
+            let rest = if rest.first().map(String::as_str) == Some("train") {
+                &rest[1..]
+            } else {
+                rest
+            };
+            optkit("bench", rest)
+        }
+        "deps" => check_deps(),
+        "ci" => ci(),
+        other => {
+            eprintln!("unknown task '{other}'; use pipeline, eval, bench, deps or ci");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(code) => ExitCode::from(code),
+    }
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn status(cmd: &mut Command) -> Result<(), u8> {
+    eprintln!("xtask: running {cmd:?}");
+    match cmd.status() {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(s.code().map_or(1, |c| c.clamp(1, 255) as u8)),
+        Err(e) => {
+            eprintln!("xtask: cannot run {cmd:?}: {e}");
+            Err(1)
+        }
+    }
+}
+
+/// Runs `optkit <sub> <args>` from the release build (the profile the tests use too).
+fn optkit(sub: &str, args: &[String]) -> Result<(), u8> {
+    status(
+        cargo()
+            .args([
+                "run",
+                "--release",
+                "--quiet",
+                "-p",
+                "opt-cli",
+                "--bin",
+                "optkit",
+                "--",
+                sub,
+            ])
+            .args(args),
+    )
+}
+
+/// Allowed normal dependencies between workspace crates (ARCHITECTURE.md).
+const ALLOWED: &[(&str, &[&str])] = &[
+    ("opt-core", &[]),
+    ("opt-cli", &["opt-core"]),
+    ("xtask", &[]),
+];
+
+fn check_deps() -> Result<(), u8> {
+    let mut manifests = vec![std::path::PathBuf::from("xtask/Cargo.toml")];
+    if let Ok(dir) = std::fs::read_dir("crates") {
+        manifests.extend(
+            dir.flatten()
+                .map(|e| e.path().join("Cargo.toml"))
+                .filter(|p| p.is_file()),
+        );
+    }
+    let mut bad = Vec::new();
+    for m in manifests {
+        let text = std::fs::read_to_string(&m).map_err(|e| {
+            eprintln!("xtask: cannot read {}: {e}", m.display());
+            1u8
+        })?;
+        let krate = package_name(&text);
+        let allowed = ALLOWED.iter().find(|(k, _)| *k == krate).map(|(_, a)| *a);
+        let Some(allowed) = allowed else {
+            bad.push(format!("{krate} ({}) is not listed in xtask's ALLOWED table; add its row from ARCHITECTURE.md", m.display()));
+            continue;
+        };
+        for dep in normal_deps(&text)
+            .into_iter()
+            .filter(|d| d.starts_with("opt-"))
+        {
+            if !allowed.contains(&dep.as_str()) {
+                bad.push(format!(
+                    "{krate} depends on {dep}, which ARCHITECTURE.md forbids"
+                ));
+            }
+        }
+    }
+    if bad.is_empty() {
+        eprintln!("xtask: dependency directions ok");
+        Ok(())
+    } else {
+        for b in bad {
+            eprintln!("xtask: {b}");
+        }
+        Err(1)
+    }
+}
+
+fn package_name(manifest: &str) -> String {
+    manifest
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("name = \"")
+                .and_then(|r| r.strip_suffix('"'))
+        })
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Keys of the `[dependencies]` table (and `[target.*.dependencies]`), not dev or build ones.
+fn normal_deps(manifest: &str) -> Vec<String> {
+    let mut in_deps = false;
+    let mut deps = Vec::new();
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_deps = line == "[dependencies]"
+                || (line.starts_with("[target.") && line.ends_with(".dependencies]"));
+            continue;
+        }
+        if in_deps && let Some((key, _)) = line.split_once('=') {
+            let key = key.trim();
+            if !key.is_empty() && !key.starts_with('#') {
+                deps.push(key.split('.').next().unwrap_or(key).to_string());
+            }
+        }
+    }
+    deps
+}
+
+fn ci() -> Result<(), u8> {
+    status(cargo().args(["fmt", "--all", "--check"]))?;
+    status(cargo().args([
+        "clippy",
+        "--release",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    check_deps()?;
+    status(cargo().args(["test", "--release", "--workspace"]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_normal_dependencies_only() {
+        let m = "[package]\nname = \"opt-x\"\n[dependencies]\nopt-core.workspace = true\nopt-y = { path = \"y\" }\n[dev-dependencies]\nopt-z = \"1\"\n";
+        assert_eq!(package_name(m), "opt-x");
+        assert_eq!(normal_deps(m), vec!["opt-core", "opt-y"]);
+    }
+}

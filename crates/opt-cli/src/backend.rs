@@ -48,7 +48,9 @@ impl BackendKind {
     pub fn default_compiled() -> Result<BackendKind> {
         match Self::compiled_in().first() {
             Some(b) => Ok(*b),
-            None => bail!("this optkit was built without any backend; rebuild with --features flex"),
+            None => {
+                bail!("this optkit was built without any backend; rebuild with --features flex")
+            }
         }
     }
 }
@@ -63,15 +65,22 @@ impl FromStr for BackendKind {
     type Err = anyhow::Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        let kind = Self::ALL.into_iter().find(|b| b.name() == s).ok_or_else(|| {
-            anyhow::anyhow!("unknown backend '{s}'; use one of flex, ndarray, wgpu")
-        })?;
+        let kind = Self::ALL
+            .into_iter()
+            .find(|b| b.name() == s)
+            .ok_or_else(|| {
+                anyhow::anyhow!("unknown backend '{s}'; use one of flex, ndarray, wgpu")
+            })?;
         if !kind.compiled() {
             let have: Vec<&str> = Self::compiled_in().iter().map(|b| b.name()).collect();
             bail!(
                 "backend '{s}' is not compiled into this optkit (compiled in: {}); rebuild with \
                  `cargo build --release -p opt-cli --features {s}`",
-                if have.is_empty() { "none".to_string() } else { have.join(", ") }
+                if have.is_empty() {
+                    "none".to_string()
+                } else {
+                    have.join(", ")
+                }
             );
         }
         Ok(kind)
@@ -83,7 +92,12 @@ pub trait BackendTask {
     /// What the task returns.
     type Output;
     /// Runs on autodiff backend `B`; `device_name` describes the device for reports.
-    fn run<B: AutodiffBackend>(self, device: B::Device, backend: BackendKind, device_name: String) -> Result<Self::Output>;
+    fn run<B: AutodiffBackend>(
+        self,
+        device: B::Device,
+        backend: BackendKind,
+        device_name: String,
+    ) -> Result<Self::Output>;
 }
 
 /// Runs `task` on `kind`.
@@ -92,13 +106,19 @@ pub fn dispatch<T: BackendTask>(kind: BackendKind, task: T) -> Result<T::Output>
         #[cfg(feature = "flex")]
         BackendKind::Flex => {
             let device = burn_flex::FlexDevice;
-            let name = format!("cpu ({} threads)", std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let name = format!(
+                "cpu ({} threads)",
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            );
             task.run::<burn::backend::Autodiff<burn_flex::Flex>>(device, kind, name)
         }
         #[cfg(feature = "ndarray")]
         BackendKind::Ndarray => {
             let device = burn_ndarray::NdArrayDevice::Cpu;
-            let name = format!("cpu ({} threads)", std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let name = format!(
+                "cpu ({} threads)",
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            );
             task.run::<burn::backend::Autodiff<burn_ndarray::NdArray<f32>>>(device, kind, name)
         }
         #[cfg(feature = "wgpu")]
@@ -108,7 +128,9 @@ pub fn dispatch<T: BackendTask>(kind: BackendKind, task: T) -> Result<T::Output>
             task.run::<burn::backend::Autodiff<burn_wgpu::Wgpu>>(device, kind, name)
         }
         #[allow(unreachable_patterns)]
-        other => bail!("backend '{other}' is not compiled into this optkit; rebuild with --features {other}"),
+        other => bail!(
+            "backend '{other}' is not compiled into this optkit; rebuild with --features {other}"
+        ),
     }
 }
 
@@ -124,7 +146,10 @@ fn wgpu_adapter(device: &burn_wgpu::WgpuDevice) -> Result<String> {
         Ok(setup) => {
             let info = setup.adapter.get_info();
             tracing::info!(adapter = %info.name, kind = ?info.device_type, api = ?info.backend, "wgpu adapter");
-            Ok(format!("{} ({:?}, {:?})", info.name, info.device_type, info.backend))
+            Ok(format!(
+                "{} ({:?}, {:?})",
+                info.name, info.device_type, info.backend
+            ))
         }
         Err(_) => bail!(
             "no wgpu adapter found; install a GPU driver, or Mesa's software Vulkan driver \

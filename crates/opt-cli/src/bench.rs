@@ -32,21 +32,61 @@ pub struct BenchTrain {
 impl BackendTask for BenchTrain {
     type Output = BenchResult;
 
-    fn run<B: AutodiffBackend>(self, device: B::Device, backend: BackendKind, device_name: String) -> Result<BenchResult> {
+    fn run<B: AutodiffBackend>(
+        self,
+        device: B::Device,
+        backend: BackendKind,
+        device_name: String,
+    ) -> Result<BenchResult> {
         let data = DataSource::Embedded.load(10)?.train;
-        let input = InputShape { channels: 1, height: 28, width: 28 };
+        let input = InputShape {
+            channels: 1,
+            height: 28,
+            width: 28,
+        };
         let spec = ModelSpec::preset(&self.arch, input, 10)?;
-        let batcher = Batcher { norm: Normalization::of(&data) };
+        let batcher = Batcher {
+            norm: Normalization::of(&data),
+        };
         let valid = data.take(self.batch_size);
-        let cfg = TrainConfig { epochs: 1, batch_size: self.batch_size, learning_rate: 1e-3, ..Default::default() };
+        let cfg = TrainConfig {
+            epochs: 1,
+            batch_size: self.batch_size,
+            learning_rate: 1e-3,
+            ..Default::default()
+        };
         seed_backend::<B>(&device, 1);
         // Warm-up (allocations, autotuning on wgpu), then the timed epoch.
         let warm = data.take(5 * self.batch_size);
         let model = spec.init::<B>(&device);
-        let _ = train(model, TrainData { train: &warm, valid: &valid, batcher }, &cfg, &device, &mut DefaultHooks);
+        let _ = train(
+            model,
+            TrainData {
+                train: &warm,
+                valid: &valid,
+                batcher,
+            },
+            &cfg,
+            &device,
+            &mut DefaultHooks,
+        );
         let timed = data.take(self.steps * self.batch_size);
         let model = spec.init::<B>(&device);
-        let (_, report) = train(model, TrainData { train: &timed, valid: &valid, batcher }, &cfg, &device, &mut DefaultHooks);
-        Ok(BenchResult { backend: backend.name().into(), device: device_name, samples_per_s: report.samples_per_s })
+        let (_, report) = train(
+            model,
+            TrainData {
+                train: &timed,
+                valid: &valid,
+                batcher,
+            },
+            &cfg,
+            &device,
+            &mut DefaultHooks,
+        );
+        Ok(BenchResult {
+            backend: backend.name().into(),
+            device: device_name,
+            samples_per_s: report.samples_per_s,
+        })
     }
 }

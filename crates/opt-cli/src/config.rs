@@ -155,8 +155,12 @@ pub struct Pipeline {
 
 /// Reads, parses and validates a pipeline file.
 pub fn load(path: &Path, overrides: Overrides) -> Result<Pipeline> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config file {}; check the path given to --config", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "cannot read config file {}; check the path given to --config",
+            path.display()
+        )
+    })?;
     let file = parse(&text).with_context(|| format!("invalid config {}", path.display()))?;
     validate(path, file, overrides).with_context(|| format!("invalid config {}", path.display()))
 }
@@ -170,7 +174,9 @@ pub fn parse(text: &str) -> Result<PipelineFile> {
             let key = e.path().to_string();
             let inner = e.into_inner();
             let msg = inner.message().to_string();
-            let line = inner.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            let line = inner
+                .span()
+                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
             let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
             if key == "." || key.is_empty() {
                 bail!("{msg}{at}")
@@ -182,7 +188,10 @@ pub fn parse(text: &str) -> Result<PipelineFile> {
 
 fn validate(path: &Path, mut file: PipelineFile, ov: Overrides) -> Result<Pipeline> {
     if file.version != 1 {
-        bail!("version = {}: this optkit reads version 1; write `version = 1`", file.version);
+        bail!(
+            "version = {}: this optkit reads version 1; write `version = 1`",
+            file.version
+        );
     }
     let base = path.parent().unwrap_or(Path::new("."));
     let source = match (&ov.data_dir, file.data.source, &file.data.path) {
@@ -193,21 +202,31 @@ fn validate(path: &Path, mut file: PipelineFile, ov: Overrides) -> Result<Pipeli
         }
         (None, SourceKind::Embedded, None) => DataSource::Embedded,
         (None, SourceKind::Embedded, Some(_)) => {
-            bail!("data.path is set but data.source = \"embedded\"; set data.source = \"dir\" or remove data.path")
+            bail!(
+                "data.path is set but data.source = \"embedded\"; set data.source = \"dir\" or remove data.path"
+            )
         }
         (None, SourceKind::Dir, Some(p)) => DataSource::Dir { path: base.join(p) },
         (None, SourceKind::Dir, None) => {
-            bail!("data.source = \"dir\" needs data.path (or --data-dir <dir>) pointing at the IDX files")
+            bail!(
+                "data.source = \"dir\" needs data.path (or --data-dir <dir>) pointing at the IDX files"
+            )
         }
     };
     if file.data.classes < 2 || file.data.classes > 256 {
-        bail!("data.classes = {}: must be between 2 and 256", file.data.classes);
+        bail!(
+            "data.classes = {}: must be between 2 and 256",
+            file.data.classes
+        );
     }
     let vs = file.data.validation_split;
     if !(vs > 0.0 && vs < 1.0) {
         bail!("data.validation_split = {vs}: must be strictly between 0 and 1, for example 0.1");
     }
-    for (key, v) in [("train_limit", file.data.train_limit), ("test_limit", file.data.test_limit)] {
+    for (key, v) in [
+        ("train_limit", file.data.train_limit),
+        ("test_limit", file.data.test_limit),
+    ] {
         if v == Some(0) {
             bail!("data.{key} = 0: must be at least 1, or left out to use all items");
         }
@@ -223,11 +242,19 @@ fn validate(path: &Path, mut file: PipelineFile, ov: Overrides) -> Result<Pipeli
     let mut names = std::collections::HashSet::new();
     for (i, s) in file.stages.iter().enumerate() {
         let name = stage_name(s);
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            bail!("stages[{i}].name = {name:?}: use letters, digits, '-' and '_' only (it names a folder)");
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            bail!(
+                "stages[{i}].name = {name:?}: use letters, digits, '-' and '_' only (it names a folder)"
+            );
         }
         if !names.insert(name.to_string()) {
-            bail!("stages[{i}].name = {name:?}: another stage already has this name; names must be unique");
+            bail!(
+                "stages[{i}].name = {name:?}: another stage already has this name; names must be unique"
+            );
         }
     }
     let out = ov.out.unwrap_or_else(|| file.report.out.clone());
@@ -257,22 +284,39 @@ mod tests {
     #[test]
     fn minimal_file_gets_defaults() {
         let f = parse(MIN).unwrap();
-        assert_eq!(f.model, Arch::Cnn { blocks: vec![16, 32, 64], fc: 128 });
+        assert_eq!(
+            f.model,
+            Arch::Cnn {
+                blocks: vec![16, 32, 64],
+                fc: 128
+            }
+        );
         assert_eq!(f.train, TrainConfig::default());
         assert_eq!(f.data.classes, 10);
     }
 
     #[test]
     fn unknown_keys_name_their_path() {
-        let e = parse(&format!("{MIN}[train]\nepoch = 3\n")).unwrap_err().to_string();
-        assert!(e.contains("train.epoch") && e.contains("unknown field"), "{e}");
-        let e = parse("version = 1\n[model]\narch = \"lenet5\"\nconv3 = 4\n[[stages]]\nkind = \"baseline\"\n")
+        let e = parse(&format!("{MIN}[train]\nepoch = 3\n"))
             .unwrap_err()
             .to_string();
+        assert!(
+            e.contains("train.epoch") && e.contains("unknown field"),
+            "{e}"
+        );
+        let e = parse(
+            "version = 1\n[model]\narch = \"lenet5\"\nconv3 = 4\n[[stages]]\nkind = \"baseline\"\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("conv3"), "{e}");
-        let e = parse(&format!("{MIN}[train]\nepochs = \"three\"\n")).unwrap_err().to_string();
+        let e = parse(&format!("{MIN}[train]\nepochs = \"three\"\n"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("train.epochs") && e.contains("line 7"), "{e}");
-        let e = parse(&MIN.replace("baseline", "prune")).unwrap_err().to_string();
+        let e = parse(&MIN.replace("baseline", "prune"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("stages") && e.contains("baseline"), "{e}");
     }
 
@@ -280,24 +324,49 @@ mod tests {
     fn validation_rejects_ranges_with_keys() {
         for (extra, expect) in [
             ("[train]\nepochs = 0\n", "train.epochs = 0"),
-            ("[train]\nlearning_rate = -0.1\n", "train.learning_rate = -0.1"),
+            (
+                "[train]\nlearning_rate = -0.1\n",
+                "train.learning_rate = -0.1",
+            ),
             ("[train]\nbatch_size = 0\n", "train.batch_size = 0"),
-            ("[data]\nvalidation_split = 1.0\n", "data.validation_split = 1"),
+            (
+                "[data]\nvalidation_split = 1.0\n",
+                "data.validation_split = 1",
+            ),
             ("[data]\nsource = \"dir\"\n", "needs data.path"),
         ] {
             let f = parse(&format!("{MIN}{extra}")).unwrap();
-            let e = format!("{:#}", validate(Path::new("c.toml"), f, Overrides::default()).unwrap_err());
+            let e = format!(
+                "{:#}",
+                validate(Path::new("c.toml"), f, Overrides::default()).unwrap_err()
+            );
             assert!(e.contains(expect), "{e}");
         }
     }
 
     #[test]
     fn data_dir_override_wins_and_relative_paths_follow_the_config() {
-        let f = parse(&format!("{MIN}[data]\nsource = \"dir\"\npath = \"../data\"\n")).unwrap();
+        let f = parse(&format!(
+            "{MIN}[data]\nsource = \"dir\"\npath = \"../data\"\n"
+        ))
+        .unwrap();
         let p = validate(Path::new("configs/x.toml"), f.clone(), Overrides::default()).unwrap();
-        assert_eq!(p.source, DataSource::Dir { path: PathBuf::from("configs/../data") });
-        let ov = Overrides { data_dir: Some("/d".into()), ..Default::default() };
+        assert_eq!(
+            p.source,
+            DataSource::Dir {
+                path: PathBuf::from("configs/../data")
+            }
+        );
+        let ov = Overrides {
+            data_dir: Some("/d".into()),
+            ..Default::default()
+        };
         let p = validate(Path::new("configs/x.toml"), f, ov).unwrap();
-        assert_eq!(p.source, DataSource::Dir { path: PathBuf::from("/d") });
+        assert_eq!(
+            p.source,
+            DataSource::Dir {
+                path: PathBuf::from("/d")
+            }
+        );
     }
 }

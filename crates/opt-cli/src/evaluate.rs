@@ -35,28 +35,57 @@ pub struct EvalModel {
 impl BackendTask for EvalModel {
     type Output = EvalOutput;
 
-    fn run<B: AutodiffBackend>(self, device: B::Device, backend: BackendKind, device_name: String) -> Result<EvalOutput> {
+    fn run<B: AutodiffBackend>(
+        self,
+        device: B::Device,
+        backend: BackendKind,
+        device_name: String,
+    ) -> Result<EvalOutput> {
         run_inner::<B::InnerBackend>(self, device, backend, device_name)
     }
 }
 
-fn run_inner<B: Backend>(task: EvalModel, device: B::Device, backend: BackendKind, device_name: String) -> Result<EvalOutput> {
+fn run_inner<B: Backend>(
+    task: EvalModel,
+    device: B::Device,
+    backend: BackendKind,
+    device_name: String,
+) -> Result<EvalOutput> {
     let (meta, model, saved) = load_model::<B>(&task.dir, &device)?;
     let (source, limit) = match (&task.data_dir, &meta.test_data) {
         (Some(d), _) => (DataSource::Dir { path: d.clone() }, None),
         (None, Some(t)) => (t.source.clone(), t.test_limit),
         (None, None) => (DataSource::Embedded, None),
     };
-    let mut test = source.load(meta.spec.classes).context("loading the test data")?.test;
+    let mut test = source
+        .load(meta.spec.classes)
+        .context("loading the test data")?
+        .test;
     if let Some(n) = limit {
         test = test.take(n);
     }
-    let batcher = Batcher { norm: meta.normalization };
-    let eval = measure(&model, &meta.spec, &saved, &test, &batcher, &MeasureConfig::default(), backend.name(), &device);
-    let recorded = read_json::<Candidate>(&task.dir.join("report.json")).ok().map(|c| c.eval.accuracy);
+    let batcher = Batcher {
+        norm: meta.normalization,
+    };
+    let eval = measure(
+        &model,
+        &meta.spec,
+        &saved,
+        &test,
+        &batcher,
+        &MeasureConfig::default(),
+        backend.name(),
+        &device,
+    );
+    let recorded = read_json::<Candidate>(&task.dir.join("report.json"))
+        .ok()
+        .map(|c| c.eval.accuracy);
     Ok(EvalOutput {
         model: task.dir.display().to_string(),
-        eval: EvalReport { device: device_name, ..eval },
+        eval: EvalReport {
+            device: device_name,
+            ..eval
+        },
         recorded_accuracy: recorded,
     })
 }

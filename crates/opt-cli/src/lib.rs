@@ -58,12 +58,14 @@ where
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wgpu_core=warn,wgpu_hal=warn,cubecl=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,wgpu_core=warn,wgpu_hal=warn,cubecl=warn")
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -76,8 +78,17 @@ fn pick_backend(name: Option<&str>) -> Result<BackendKind> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Pipeline { config, out, backend, data_dir } => {
-            let overrides = config::Overrides { out, backend, data_dir };
+        Command::Pipeline {
+            config,
+            out,
+            backend,
+            data_dir,
+        } => {
+            let overrides = config::Overrides {
+                out,
+                backend,
+                data_dir,
+            };
             let p = config::load(&config, overrides)?;
             let kind = pick_backend(p.backend.as_deref())?;
             pipeline::prepare_out_dir(&p.out)?;
@@ -86,24 +97,56 @@ fn run(cli: Cli) -> Result<()> {
             for c in &report.candidates {
                 println!(
                     "{}: accuracy {:.4}, params {}, MACs {}, size {} B, latency b1 p50 {:.3} ms, throughput {:.0} img/s ({})",
-                    c.name, c.eval.accuracy, c.eval.params, c.eval.macs, c.eval.size_bytes,
-                    c.eval.latency_b1_ms_p50, c.eval.throughput_per_s, c.eval.backend
+                    c.name,
+                    c.eval.accuracy,
+                    c.eval.params,
+                    c.eval.macs,
+                    c.eval.size_bytes,
+                    c.eval.latency_b1_ms_p50,
+                    c.eval.throughput_per_s,
+                    c.eval.backend
                 );
             }
-            println!("report: {} and {}", out.join("report.md").display(), out.join("report.json").display());
+            println!(
+                "report: {} and {}",
+                out.join("report.md").display(),
+                out.join("report.json").display()
+            );
             Ok(())
         }
-        Command::Eval { model, backend, data_dir } => {
+        Command::Eval {
+            model,
+            backend,
+            data_dir,
+        } => {
             let kind = pick_backend(backend.as_deref())?;
-            let out = dispatch(kind, evaluate::EvalModel { dir: model, data_dir })?;
+            let out = dispatch(
+                kind,
+                evaluate::EvalModel {
+                    dir: model,
+                    data_dir,
+                },
+            )?;
             println!("{}", serde_json::to_string_pretty(&out)?);
             if let Some(r) = out.recorded_accuracy {
-                let same = if r == out.eval.accuracy { "identical" } else { "DIFFERENT" };
-                eprintln!("accuracy {:.6}, recorded {:.6}: {same}", out.eval.accuracy, r);
+                let same = if r == out.eval.accuracy {
+                    "identical"
+                } else {
+                    "DIFFERENT"
+                };
+                eprintln!(
+                    "accuracy {:.6}, recorded {:.6}: {same}",
+                    out.eval.accuracy, r
+                );
             }
             Ok(())
         }
-        Command::Bench { arch, batch_size, steps, backends } => {
+        Command::Bench {
+            arch,
+            batch_size,
+            steps,
+            backends,
+        } => {
             let kinds: Vec<BackendKind> = if backends.is_empty() {
                 BackendKind::compiled_in()
             } else {
@@ -111,13 +154,28 @@ fn run(cli: Cli) -> Result<()> {
             };
             let mut results = Vec::new();
             for kind in kinds {
-                let r = dispatch(kind, bench::BenchTrain { arch: arch.clone(), batch_size, steps })?;
-                println!("{:>8}: {:>9.1} samples/s  ({})", r.backend, r.samples_per_s, r.device);
+                let r = dispatch(
+                    kind,
+                    bench::BenchTrain {
+                        arch: arch.clone(),
+                        batch_size,
+                        steps,
+                    },
+                )?;
+                println!(
+                    "{:>8}: {:>9.1} samples/s  ({})",
+                    r.backend, r.samples_per_s, r.device
+                );
                 results.push(r);
             }
             if let Some(first) = results.first() {
                 for r in &results[1..] {
-                    println!("ratio {}/{}: {:.2}x", first.backend, r.backend, first.samples_per_s / r.samples_per_s);
+                    println!(
+                        "ratio {}/{}: {:.2}x",
+                        first.backend,
+                        r.backend,
+                        first.samples_per_s / r.samples_per_s
+                    );
                 }
             }
             println!("{}", serde_json::to_string(&results)?);

@@ -3,5 +3,8 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    ExitCode::from(opt_cli::main_entry(std::env::args_os(), &mut std::io::stderr()))
+    ExitCode::from(opt_cli::main_entry(
+        std::env::args_os(),
+        &mut std::io::stderr(),
+    ))
 }

@@ -25,7 +25,8 @@ pub fn prepare_out_dir(out: &Path) -> Result<()> {
             out.display()
         );
     }
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create output directory {}", out.display()))
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("cannot create output directory {}", out.display()))
 }
 
 /// The pipeline as a backend task.
@@ -34,7 +35,12 @@ pub struct RunPipeline(pub Pipeline);
 impl BackendTask for RunPipeline {
     type Output = PipelineReport;
 
-    fn run<B: AutodiffBackend>(self, device: B::Device, backend: BackendKind, device_name: String) -> Result<PipelineReport> {
+    fn run<B: AutodiffBackend>(
+        self,
+        device: B::Device,
+        backend: BackendKind,
+        device_name: String,
+    ) -> Result<PipelineReport> {
         let p = self.0;
         let f = &p.file;
         let start = Instant::now();
@@ -48,20 +54,29 @@ impl BackendTask for RunPipeline {
             splits.test = splits.test.take(n);
         }
         let (train_ds, valid_ds) = splits.train.split(f.data.validation_split, f.train.seed)?;
-        let batcher = Batcher { norm: Normalization::of(&train_ds) };
+        let batcher = Batcher {
+            norm: Normalization::of(&train_ds),
+        };
         let input = InputShape {
             channels: train_ds.channels,
             height: train_ds.height,
             width: train_ds.width,
         };
-        let spec = ModelSpec { input, classes: f.data.classes, arch: f.model.clone() };
+        let spec = ModelSpec {
+            input,
+            classes: f.data.classes,
+            arch: f.model.clone(),
+        };
         spec.validate()?;
         tracing::info!(
             model = %spec.describe(), params = spec.params(), macs = spec.macs(),
             train = train_ds.len(), valid = valid_ds.len(), test = splits.test.len(), "pipeline ready"
         );
         let class_names: Vec<String> = if f.data.classes == 10 {
-            FASHION_MNIST_CLASSES.iter().map(|s| s.to_string()).collect()
+            FASHION_MNIST_CLASSES
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
         } else {
             (0..f.data.classes).map(|i| format!("class {i}")).collect()
         };
@@ -75,21 +90,39 @@ impl BackendTask for RunPipeline {
                 StageSection::Baseline { .. } => {
                     seed_backend::<B>(&device, f.train.seed);
                     let model = spec.init::<B>(&device);
-                    let data = TrainData { train: &train_ds, valid: &valid_ds, batcher };
-                    let (model, train_report) = train(model, data, &f.train, &device, &mut DefaultHooks);
+                    let data = TrainData {
+                        train: &train_ds,
+                        valid: &valid_ds,
+                        batcher,
+                    };
+                    let (model, train_report) =
+                        train(model, data, &f.train, &device, &mut DefaultHooks);
                     let meta = ModelMeta {
                         format_version: 1,
                         spec: spec.clone(),
                         normalization: batcher.norm,
                         class_names: class_names.clone(),
                         weights: WEIGHTS_FILE.to_string(),
-                        test_data: Some(TestDataRef { source: p.source.clone(), test_limit: f.data.test_limit }),
+                        test_data: Some(TestDataRef {
+                            source: p.source.clone(),
+                            test_limit: f.data.test_limit,
+                        }),
                     };
                     let saved = save_model(&dir, &meta, &model)?;
                     let eval = measure(
-                        &model, &spec, &saved, &splits.test, &batcher, &f.report.measure(), backend.name(), &device,
+                        &model,
+                        &spec,
+                        &saved,
+                        &splits.test,
+                        &batcher,
+                        &f.report.measure(),
+                        backend.name(),
+                        &device,
                     );
-                    let eval = opt_core::eval::EvalReport { device: device_name.clone(), ..eval };
+                    let eval = opt_core::eval::EvalReport {
+                        device: device_name.clone(),
+                        ..eval
+                    };
                     let candidate = Candidate {
                         name: name.clone(),
                         stage: "baseline".into(),

@@ -62,7 +62,11 @@ pub struct SavedModel {
 type WeightsRecorder = NamedMpkBytesRecorder<FullPrecisionSettings>;
 
 /// Writes `model` and its description into `dir` (created if needed).
-pub fn save_model<B: Backend>(dir: &Path, meta: &ModelMeta, model: &Model<B>) -> Result<SavedModel> {
+pub fn save_model<B: Backend>(
+    dir: &Path,
+    meta: &ModelMeta,
+    model: &Model<B>,
+) -> Result<SavedModel> {
     let bytes = Recorder::<B>::record(&WeightsRecorder::default(), model.clone().into_record(), ())
         .map_err(|e| CoreError::Model {
             path: dir.to_path_buf(),
@@ -78,13 +82,18 @@ pub fn save_model<B: Backend>(dir: &Path, meta: &ModelMeta, model: &Model<B>) ->
 }
 
 /// Loads a model folder written by [`save_model`] onto `device`.
-pub fn load_model<B: Backend>(dir: &Path, device: &B::Device) -> Result<(ModelMeta, Model<B>, SavedModel)> {
+pub fn load_model<B: Backend>(
+    dir: &Path,
+    device: &B::Device,
+) -> Result<(ModelMeta, Model<B>, SavedModel)> {
     let err = |problem: String| CoreError::Model {
         path: dir.to_path_buf(),
         problem,
     };
     if !dir.is_dir() {
-        return Err(err("not a model folder (expected a directory with model.json and weights.mpk)".into()));
+        return Err(err(
+            "not a model folder (expected a directory with model.json and weights.mpk)".into(),
+        ));
     }
     let meta: ModelMeta = read_json(&dir.join(MODEL_FILE))?;
     if meta.format_version != 1 {
@@ -95,9 +104,15 @@ pub fn load_model<B: Backend>(dir: &Path, device: &B::Device) -> Result<(ModelMe
     }
     meta.spec.validate()?;
     let weights_path = dir.join(&meta.weights);
-    let bytes = std::fs::read(&weights_path).map_err(|e| CoreError::io("reading", &weights_path, e))?;
-    let record: ModelRecord<B> = Recorder::<B>::load(&WeightsRecorder::default(), bytes.clone(), device)
-        .map_err(|e| err(format!("weights file {} is corrupt or not a burn record: {e}", meta.weights)))?;
+    let bytes =
+        std::fs::read(&weights_path).map_err(|e| CoreError::io("reading", &weights_path, e))?;
+    let record: ModelRecord<B> =
+        Recorder::<B>::load(&WeightsRecorder::default(), bytes.clone(), device).map_err(|e| {
+            err(format!(
+                "weights file {} is corrupt or not a burn record: {e}",
+                meta.weights
+            ))
+        })?;
     check_structure(&meta.spec, &record).map_err(&err)?;
     let fresh = meta.spec.init::<B>(device);
     let expected = param_entries(&fresh, false);
@@ -120,7 +135,10 @@ pub fn load_model<B: Backend>(dir: &Path, device: &B::Device) -> Result<(ModelMe
 }
 
 /// The record must be of the spec's family and have as many layers; burn would panic otherwise.
-fn check_structure<B: Backend>(spec: &ModelSpec, record: &ModelRecord<B>) -> std::result::Result<(), String> {
+fn check_structure<B: Backend>(
+    spec: &ModelSpec,
+    record: &ModelRecord<B>,
+) -> std::result::Result<(), String> {
     let (found, layers) = match record {
         ModelRecord::Mlp(r) => ("mlp", r.layers.len()),
         ModelRecord::Lenet5(_) => ("lenet5", 0),
@@ -156,7 +174,10 @@ mod tests {
         ModelMeta {
             format_version: 1,
             spec,
-            normalization: Normalization { mean: 0.3, std: 0.35 },
+            normalization: Normalization {
+                mean: 0.3,
+                std: 0.35,
+            },
             class_names: (0..10).map(|i| i.to_string()).collect(),
             weights: WEIGHTS_FILE.into(),
             test_data: None,
@@ -167,7 +188,11 @@ mod tests {
         std::env::temp_dir().join(format!("optkit-artifact-{name}-{}", std::process::id()))
     }
 
-    const IN: InputShape = InputShape { channels: 1, height: 28, width: 28 };
+    const IN: InputShape = InputShape {
+        channels: 1,
+        height: 28,
+        width: 28,
+    };
 
     #[test]
     fn save_load_reproduces_outputs() {
@@ -181,7 +206,8 @@ mod tests {
             let (m, loaded, again) = load_model::<TestBackend>(&dir, &device()).unwrap();
             assert_eq!(m.spec, spec);
             assert_eq!(again, saved);
-            let x = Tensor::<TestBackend, 4>::random([3, 1, 28, 28], Distribution::Default, &device());
+            let x =
+                Tensor::<TestBackend, 4>::random([3, 1, 28, 28], Distribution::Default, &device());
             let a = model.forward(x.clone()).into_data();
             let b = loaded.forward(x).into_data();
             assert_eq!(a, b, "{family}");
@@ -194,23 +220,44 @@ mod tests {
         let _rng = crate::test_util::rng_lock();
         let dir = tmp("mismatch");
         let spec = ModelSpec::preset("lenet5", IN, 10).unwrap();
-        save_model(&dir, &meta(spec.clone()), &spec.init::<TestBackend>(&device())).unwrap();
+        save_model(
+            &dir,
+            &meta(spec.clone()),
+            &spec.init::<TestBackend>(&device()),
+        )
+        .unwrap();
         // Same family, other widths: shapes differ.
         let mut other = meta(spec.clone());
-        other.spec.arch = Arch::Lenet5 { conv1: 10, conv2: 50, fc1: 500 };
+        other.spec.arch = Arch::Lenet5 {
+            conv1: 10,
+            conv2: 50,
+            fc1: 500,
+        };
         write_json_atomic(&dir.join(MODEL_FILE), &other).unwrap();
-        let e = load_model::<TestBackend>(&dir, &device()).unwrap_err().to_string();
-        assert!(e.contains("conv1.weight") && e.contains("[20, 1, 5, 5]"), "{e}");
+        let e = load_model::<TestBackend>(&dir, &device())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("conv1.weight") && e.contains("[20, 1, 5, 5]"),
+            "{e}"
+        );
         // Other family.
         other.spec = ModelSpec::preset("cnn", IN, 10).unwrap();
         write_json_atomic(&dir.join(MODEL_FILE), &other).unwrap();
-        let e = load_model::<TestBackend>(&dir, &device()).unwrap_err().to_string();
-        assert!(e.contains("lenet5 model but model.json describes a cnn"), "{e}");
+        let e = load_model::<TestBackend>(&dir, &device())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("lenet5 model but model.json describes a cnn"),
+            "{e}"
+        );
         // Corrupt bytes.
         write_json_atomic(&dir.join(MODEL_FILE), &meta(spec)).unwrap();
         let w = std::fs::read(dir.join(WEIGHTS_FILE)).unwrap();
         std::fs::write(dir.join(WEIGHTS_FILE), &w[..w.len() / 3]).unwrap();
-        let e = load_model::<TestBackend>(&dir, &device()).unwrap_err().to_string();
+        let e = load_model::<TestBackend>(&dir, &device())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("corrupt"), "{e}");
         std::fs::remove_dir_all(dir).unwrap();
     }

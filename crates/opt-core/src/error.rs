@@ -71,7 +71,11 @@ impl CoreError {
     }
 
     /// Shorthand for an [`CoreError::InvalidValue`] error.
-    pub fn invalid(key: impl Into<String>, value: impl ToString, problem: impl Into<String>) -> Self {
+    pub fn invalid(
+        key: impl Into<String>,
+        value: impl ToString,
+        problem: impl Into<String>,
+    ) -> Self {
         Self::InvalidValue {
             key: key.into(),
             value: value.to_string(),

@@ -45,5 +45,7 @@ pub mod prelude {
     pub use crate::data::{Batch, Batcher, DataSource, ImageDataset, Normalization, Splits};
     pub use crate::eval::{EvalReport, MeasureConfig, evaluate_accuracy, measure};
     pub use crate::model::{Arch, Classifier, InputShape, Model, ModelSpec};
-    pub use crate::train::{DefaultHooks, TrainConfig, TrainData, TrainHooks, TrainReport, seed_backend, train};
+    pub use crate::train::{
+        DefaultHooks, TrainConfig, TrainData, TrainHooks, TrainReport, seed_backend, train,
+    };
 }

@@ -65,7 +65,11 @@ impl PipelineReport {
         );
         s.push_str("| candidate | stage | accuracy | Δ acc (pts) | params | non-zero | MACs | size (bytes) | gzip (bytes) | latency b1 p50 / p95 (ms) | throughput (img/s) |\n");
         s.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
-        let base = self.candidates.iter().find(|c| c.stage == "baseline").or(self.candidates.first());
+        let base = self
+            .candidates
+            .iter()
+            .find(|c| c.stage == "baseline")
+            .or(self.candidates.first());
         for c in &self.candidates {
             let e = &c.eval;
             let (d_acc, r_params, r_nz, r_macs, r_size, r_gz, r_lat, r_tp) = match base {
@@ -89,8 +93,16 @@ impl PipelineReport {
             ));
         }
         for c in &self.candidates {
-            s.push_str(&format!("\n## {}\n\n- architecture: {}\n- model: `{}`\n- device: {}\n", c.name, c.arch, c.model_dir, c.eval.device));
-            let per_class: Vec<String> = c.eval.per_class_accuracy.iter().map(|a| format!("{a:.3}")).collect();
+            s.push_str(&format!(
+                "\n## {}\n\n- architecture: {}\n- model: `{}`\n- device: {}\n",
+                c.name, c.arch, c.model_dir, c.eval.device
+            ));
+            let per_class: Vec<String> = c
+                .eval
+                .per_class_accuracy
+                .iter()
+                .map(|a| format!("{a:.3}"))
+                .collect();
             s.push_str(&format!("- per-class accuracy: {}\n", per_class.join(", ")));
             if let Some(t) = &c.train {
                 s.push_str(&format!(
@@ -106,7 +118,13 @@ impl PipelineReport {
                 for ep in &t.epochs {
                     s.push_str(&format!(
                         "| {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.2e} | {:.0} |\n",
-                        ep.epoch, ep.train_loss, ep.train_accuracy, ep.val_loss, ep.val_accuracy, ep.lr, ep.samples_per_s
+                        ep.epoch,
+                        ep.train_loss,
+                        ep.train_accuracy,
+                        ep.val_loss,
+                        ep.val_accuracy,
+                        ep.lr,
+                        ep.samples_per_s
                     ));
                 }
             }

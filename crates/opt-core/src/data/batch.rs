@@ -41,7 +41,12 @@ pub struct Batcher {
 
 impl Batcher {
     /// The batch made of the items `indices`, on `device`.
-    pub fn batch<B: Backend>(&self, ds: &ImageDataset, indices: &[usize], device: &B::Device) -> Batch<B> {
+    pub fn batch<B: Backend>(
+        &self,
+        ds: &ImageDataset,
+        indices: &[usize],
+        device: &B::Device,
+    ) -> Batch<B> {
         let n = indices.len();
         let scale = 1.0 / (255.0 * self.norm.std);
         let shift = self.norm.mean / self.norm.std;
@@ -51,7 +56,10 @@ impl Batcher {
         }
         let labels: Vec<i64> = indices.iter().map(|&i| ds.labels[i] as i64).collect();
         Batch {
-            images: Tensor::from_data(TensorData::new(values, [n, ds.channels, ds.height, ds.width]), device),
+            images: Tensor::from_data(
+                TensorData::new(values, [n, ds.channels, ds.height, ds.width]),
+                device,
+            ),
             targets: Tensor::from_data(TensorData::new(labels, [n]), device),
         }
     }
@@ -64,7 +72,9 @@ impl Batcher {
         batch_size: usize,
         device: &'a B::Device,
     ) -> impl Iterator<Item = Batch<B>> + 'a {
-        order.chunks(batch_size.max(1)).map(move |idx| self.batch(ds, idx, device))
+        order
+            .chunks(batch_size.max(1))
+            .map(move |idx| self.batch(ds, idx, device))
     }
 }
 
@@ -77,13 +87,21 @@ mod tests {
     #[test]
     fn batch_is_normalized_and_shaped() {
         let ds = tiny(6, 3);
-        let norm = Normalization { mean: 0.5, std: 0.25 };
+        let norm = Normalization {
+            mean: 0.5,
+            std: 0.25,
+        };
         let b = Batcher { norm }.batch::<TestBackend>(&ds, &[5, 0], &device());
         assert_eq!(b.images.dims(), [2, 1, 4, 4]);
         let v = b.images.into_data().to_vec::<f32>().unwrap();
         assert!((v[0] - (5.0 / 255.0 - 0.5) / 0.25).abs() < 1e-5);
         assert!((v[16] - (0.0 - 0.5) / 0.25).abs() < 1e-5);
-        let t = b.targets.into_data().convert::<i64>().to_vec::<i64>().unwrap();
+        let t = b
+            .targets
+            .into_data()
+            .convert::<i64>()
+            .to_vec::<i64>()
+            .unwrap();
         assert_eq!(t, vec![2, 0]);
     }
 
@@ -91,7 +109,12 @@ mod tests {
     fn batches_cover_everything_once() {
         let ds = tiny(10, 2);
         let order: Vec<usize> = (0..10).collect();
-        let batcher = Batcher { norm: Normalization { mean: 0.0, std: 1.0 } };
+        let batcher = Batcher {
+            norm: Normalization {
+                mean: 0.0,
+                std: 1.0,
+            },
+        };
         let sizes: Vec<usize> = batcher
             .batches::<TestBackend>(&ds, &order, 4, &device())
             .map(|b| b.targets.dims()[0])

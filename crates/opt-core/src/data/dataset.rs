@@ -27,7 +27,12 @@ pub struct ImageDataset {
 impl ImageDataset {
     /// Builds a dataset from decoded IDX images (`[n, h, w]`) and labels (`[n]`), checking
     /// that they agree and that every label is below `num_classes`.
-    pub fn from_idx(name: &str, images: IdxArray, labels: IdxArray, num_classes: usize) -> Result<Self> {
+    pub fn from_idx(
+        name: &str,
+        images: IdxArray,
+        labels: IdxArray,
+        num_classes: usize,
+    ) -> Result<Self> {
         let err = |problem: String| CoreError::Dataset {
             name: name.to_string(),
             problem,
@@ -40,7 +45,10 @@ impl ImageDataset {
             )));
         }
         if labels.dims.len() != 1 {
-            return Err(err(format!("labels have dimensions {:?}, expected 1 (count)", labels.dims)));
+            return Err(err(format!(
+                "labels have dimensions {:?}, expected 1 (count)",
+                labels.dims
+            )));
         }
         let (n, h, w) = (images.dims[0], images.dims[1], images.dims[2]);
         if labels.dims[0] != n {
@@ -162,7 +170,10 @@ impl ImageDataset {
         let mut val = val.to_vec();
         train.sort_unstable();
         val.sort_unstable();
-        Ok((self.select("train", &train), self.select("validation", &val)))
+        Ok((
+            self.select("train", &train),
+            self.select("validation", &val),
+        ))
     }
 
     /// Mean and standard deviation of the pixel values scaled to [0, 1].
@@ -204,7 +215,9 @@ pub(crate) mod tests {
     pub(crate) fn tiny(n: usize, classes: usize) -> ImageDataset {
         let images = IdxArray {
             dims: vec![n, 4, 4],
-            data: (0..n).flat_map(|i| std::iter::repeat_n(i as u8, 16)).collect(),
+            data: (0..n)
+                .flat_map(|i| std::iter::repeat_n(i as u8, 16))
+                .collect(),
         };
         let labels = IdxArray {
             dims: vec![n],
@@ -224,7 +237,13 @@ pub(crate) mod tests {
         let (_, b3) = ds.split(0.2, 4).unwrap();
         assert_ne!(b.labels.len(), 0);
         assert_ne!(b.pixels, b3.pixels);
-        let mut ids: Vec<u8> = a.pixels.iter().step_by(16).chain(b.pixels.iter().step_by(16)).copied().collect();
+        let mut ids: Vec<u8> = a
+            .pixels
+            .iter()
+            .step_by(16)
+            .chain(b.pixels.iter().step_by(16))
+            .copied()
+            .collect();
         ids.sort();
         assert_eq!(ids, (0..50).collect::<Vec<u8>>());
     }
@@ -234,18 +253,34 @@ pub(crate) mod tests {
         let ds = tiny(10, 2);
         for f in [0.0, 1.0, -0.5, 1.5] {
             let e = ds.split(f, 0).unwrap_err().to_string();
-            assert!(e.contains("data.validation_split") && e.contains("between 0 and 1"), "{e}");
+            assert!(
+                e.contains("data.validation_split") && e.contains("between 0 and 1"),
+                "{e}"
+            );
         }
     }
 
     #[test]
     fn rejects_count_mismatch_and_large_labels() {
-        let images = IdxArray { dims: vec![3, 2, 2], data: vec![0; 12] };
-        let labels = IdxArray { dims: vec![2], data: vec![0, 1] };
-        let e = ImageDataset::from_idx("t", images.clone(), labels, 10).unwrap_err().to_string();
+        let images = IdxArray {
+            dims: vec![3, 2, 2],
+            data: vec![0; 12],
+        };
+        let labels = IdxArray {
+            dims: vec![2],
+            data: vec![0, 1],
+        };
+        let e = ImageDataset::from_idx("t", images.clone(), labels, 10)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("3 images but 2 labels"), "{e}");
-        let labels = IdxArray { dims: vec![3], data: vec![0, 10, 1] };
-        let e = ImageDataset::from_idx("t", images, labels, 10).unwrap_err().to_string();
+        let labels = IdxArray {
+            dims: vec![3],
+            data: vec![0, 10, 1],
+        };
+        let e = ImageDataset::from_idx("t", images, labels, 10)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("label 10 at item 1"), "{e}");
     }
 

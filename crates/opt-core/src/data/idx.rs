@@ -43,7 +43,11 @@ pub fn parse_idx(bytes: &[u8], expected_magic: u32, origin: &str) -> Result<IdxA
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(bytes)
             .read_to_end(&mut out)
-            .map_err(|e| err(format!("corrupt or truncated gzip stream ({e}); re-download the file")))?;
+            .map_err(|e| {
+                err(format!(
+                    "corrupt or truncated gzip stream ({e}); re-download the file"
+                ))
+            })?;
         raw = out;
         &raw[..]
     } else {
@@ -57,7 +61,11 @@ pub fn parse_idx(bytes: &[u8], expected_magic: u32, origin: &str) -> Result<IdxA
     }
     let magic = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
     if magic != expected_magic {
-        let what = if expected_magic == IMAGES_MAGIC { "images" } else { "labels" };
+        let what = if expected_magic == IMAGES_MAGIC {
+            "images"
+        } else {
+            "labels"
+        };
         return Err(err(format!(
             "wrong magic number {magic} (0x{magic:08x}), expected {expected_magic} for an IDX {what} file; \
              is this the right file?"
@@ -134,7 +142,9 @@ mod tests {
     #[test]
     fn rejects_wrong_magic() {
         let raw = encode_idx(LABELS_MAGIC, &[3], &[1, 2, 3]);
-        let e = parse_idx(&raw, IMAGES_MAGIC, "f.idx").unwrap_err().to_string();
+        let e = parse_idx(&raw, IMAGES_MAGIC, "f.idx")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("wrong magic number 2049"), "{e}");
         assert!(e.contains("expected 2051"), "{e}");
     }
@@ -142,12 +152,21 @@ mod tests {
     #[test]
     fn rejects_truncated_data_header_and_gzip() {
         let raw = encode_idx(LABELS_MAGIC, &[5], &[1, 2, 3, 4, 5]);
-        let e = parse_idx(&raw[..raw.len() - 1], LABELS_MAGIC, "l").unwrap_err().to_string();
-        assert!(e.contains("truncated") && e.contains("only 4 are present"), "{e}");
-        let e = parse_idx(&raw[..6], LABELS_MAGIC, "l").unwrap_err().to_string();
+        let e = parse_idx(&raw[..raw.len() - 1], LABELS_MAGIC, "l")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("truncated") && e.contains("only 4 are present"),
+            "{e}"
+        );
+        let e = parse_idx(&raw[..6], LABELS_MAGIC, "l")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("truncated"), "{e}");
         let gz = gzip(&raw);
-        let e = parse_idx(&gz[..gz.len() / 2], LABELS_MAGIC, "l").unwrap_err().to_string();
+        let e = parse_idx(&gz[..gz.len() / 2], LABELS_MAGIC, "l")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("gzip"), "{e}");
     }
 

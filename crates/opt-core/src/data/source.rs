@@ -73,7 +73,11 @@ impl DataSource {
             DataSource::Embedded => load_embedded(num_classes)?,
             DataSource::Dir { path } => load_dir(path, num_classes)?,
         };
-        tracing::info!(train = splits.train.len(), test = splits.test.len(), "data loaded");
+        tracing::info!(
+            train = splits.train.len(),
+            test = splits.test.len(),
+            "data loaded"
+        );
         Ok(splits)
     }
 
@@ -87,10 +91,26 @@ impl DataSource {
 }
 
 fn load_embedded(num_classes: usize) -> Result<Splits> {
-    let get = |i: usize, magic| parse_idx(EMBEDDED[i].1, magic, &format!("<embedded>/{}", EMBEDDED[i].0));
+    let get = |i: usize, magic| {
+        parse_idx(
+            EMBEDDED[i].1,
+            magic,
+            &format!("<embedded>/{}", EMBEDDED[i].0),
+        )
+    };
     Ok(Splits {
-        train: ImageDataset::from_idx("train", get(0, IMAGES_MAGIC)?, get(1, LABELS_MAGIC)?, num_classes)?,
-        test: ImageDataset::from_idx("test", get(2, IMAGES_MAGIC)?, get(3, LABELS_MAGIC)?, num_classes)?,
+        train: ImageDataset::from_idx(
+            "train",
+            get(0, IMAGES_MAGIC)?,
+            get(1, LABELS_MAGIC)?,
+            num_classes,
+        )?,
+        test: ImageDataset::from_idx(
+            "test",
+            get(2, IMAGES_MAGIC)?,
+            get(3, LABELS_MAGIC)?,
+            num_classes,
+        )?,
     })
 }
 
@@ -122,7 +142,11 @@ fn load_dir(dir: &Path, num_classes: usize) -> Result<Splits> {
 
 /// Finds `<prefix>-<stem>` with or without `.gz`; the test split accepts `t10k-` (MNIST) and `test-`.
 fn find(dir: &Path, split: &str, stem: &str) -> Result<PathBuf> {
-    let prefixes: &[&str] = if split == "train" { &["train"] } else { &["t10k", "test"] };
+    let prefixes: &[&str] = if split == "train" {
+        &["train"]
+    } else {
+        &["t10k", "test"]
+    };
     let mut tried = Vec::new();
     for p in prefixes {
         for ext in ["", ".gz"] {
@@ -154,16 +178,30 @@ mod tests {
             assert!((800..1200).contains(&c), "{c}");
         }
         let (mean, std) = s.train.pixel_stats();
-        assert!((mean - 0.286).abs() < 0.01 && (std - 0.353).abs() < 0.01, "{mean} {std}");
+        assert!(
+            (mean - 0.286).abs() < 0.01 && (std - 0.353).abs() < 0.01,
+            "{mean} {std}"
+        );
     }
 
     #[test]
     fn missing_dir_and_missing_files_are_named() {
-        let e = DataSource::Dir { path: "/no/such/dir".into() }.load(10).unwrap_err().to_string();
-        assert!(e.contains("/no/such/dir") && e.contains("--data-dir"), "{e}");
+        let e = DataSource::Dir {
+            path: "/no/such/dir".into(),
+        }
+        .load(10)
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("/no/such/dir") && e.contains("--data-dir"),
+            "{e}"
+        );
         let tmp = std::env::temp_dir().join(format!("optkit-empty-{}", std::process::id()));
         std::fs::create_dir_all(&tmp).unwrap();
-        let e = DataSource::Dir { path: tmp.clone() }.load(10).unwrap_err().to_string();
+        let e = DataSource::Dir { path: tmp.clone() }
+            .load(10)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("train-images-idx3-ubyte.gz"), "{e}");
         std::fs::remove_dir_all(tmp).unwrap();
     }

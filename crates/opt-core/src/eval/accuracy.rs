@@ -40,10 +40,15 @@ pub fn evaluate_accuracy<B: Backend, M: Classifier<B>>(
         .zip(batcher.batches::<B>(ds, &order, batch_size, device))
     {
         let logits = model.forward(batch.images);
-        let loss: f64 = ce.forward(logits.clone(), batch.targets).into_scalar().elem::<f64>();
+        let loss: f64 = ce
+            .forward(logits.clone(), batch.targets)
+            .into_scalar()
+            .elem::<f64>();
         loss_sum += loss * chunk.len() as f64;
         let pred = logits.argmax(1).into_data().convert::<i64>();
-        let pred = pred.as_slice::<i64>().expect("argmax data converted to i64");
+        let pred = pred
+            .as_slice::<i64>()
+            .expect("argmax data converted to i64");
         for (&i, &p) in chunk.iter().zip(pred) {
             let label = ds.labels[i] as usize;
             seen[label] += 1;

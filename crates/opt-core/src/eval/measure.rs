@@ -49,7 +49,11 @@ impl MeasureConfig {
             ("throughput_runs", self.throughput_runs),
         ] {
             if v == 0 {
-                return Err(CoreError::invalid(format!("{prefix}.{key}"), v, "must be at least 1"));
+                return Err(CoreError::invalid(
+                    format!("{prefix}.{key}"),
+                    v,
+                    "must be at least 1",
+                ));
             }
         }
         Ok(())
@@ -136,7 +140,8 @@ pub fn measure<B: Backend, M: Classifier<B> + Module<B>>(
     for _ in 0..cfg.throughput_runs {
         run(big.clone());
     }
-    let throughput = (cfg.throughput_batch * cfg.throughput_runs) as f64 / t.elapsed().as_secs_f64();
+    let throughput =
+        (cfg.throughput_batch * cfg.throughput_runs) as f64 / t.elapsed().as_secs_f64();
 
     EvalReport {
         accuracy: acc.accuracy,

@@ -15,16 +15,27 @@ mod tests {
     use burn::module::Module;
     use burn::tensor::{Distribution, Tensor};
 
-    const MNIST: InputShape = InputShape { channels: 1, height: 28, width: 28 };
+    const MNIST: InputShape = InputShape {
+        channels: 1,
+        height: 28,
+        width: 28,
+    };
 
     fn all_presets() -> Vec<ModelSpec> {
         ["mlp", "lenet5", "cnn"]
             .iter()
             .map(|f| ModelSpec::preset(f, MNIST, 10).unwrap())
             .chain([ModelSpec {
-                input: InputShape { channels: 3, height: 32, width: 30 },
+                input: InputShape {
+                    channels: 3,
+                    height: 32,
+                    width: 30,
+                },
                 classes: 7,
-                arch: Arch::Cnn { blocks: vec![8, 12], fc: 24 },
+                arch: Arch::Cnn {
+                    blocks: vec![8, 12],
+                    fc: 24,
+                },
             }])
             .collect()
     }
@@ -37,7 +48,12 @@ mod tests {
             let counts = count_params(&model);
             assert_eq!(counts.params, spec.params(), "{}", spec.describe());
             // burn's own count adds two running statistics per batch-norm channel.
-            let bn: u64 = spec.layers().iter().filter(|l| l.kind == LayerKind::BatchNorm).map(|l| l.params).sum();
+            let bn: u64 = spec
+                .layers()
+                .iter()
+                .filter(|l| l.kind == LayerKind::BatchNorm)
+                .map(|l| l.params)
+                .sum();
             assert_eq!(model.num_params() as u64, spec.params() + bn);
         }
     }
@@ -48,21 +64,26 @@ mod tests {
         let _rng = crate::test_util::rng_lock();
         for spec in all_presets() {
             let model = spec.init::<TestBackend>(&device());
-            let shapes: std::collections::HashMap<String, Vec<usize>> = param_entries(&model, false)
-                .into_iter()
-                .map(|e| (e.path, e.shape))
-                .collect();
+            let shapes: std::collections::HashMap<String, Vec<usize>> =
+                param_entries(&model, false)
+                    .into_iter()
+                    .map(|e| (e.path, e.shape))
+                    .collect();
             let mut observed = Vec::new();
             let x = Tensor::<TestBackend, 4>::random(
                 [2, spec.input.channels, spec.input.height, spec.input.width],
                 Distribution::Default,
                 &device(),
             );
-            let logits = model.forward_observed(x, &mut |name, out| observed.push((name.to_string(), out.to_vec())));
+            let logits = model.forward_observed(x, &mut |name, out| {
+                observed.push((name.to_string(), out.to_vec()))
+            });
             assert_eq!(logits.dims(), [2, spec.classes]);
             let mut macs = 0u64;
             for (name, out) in &observed {
-                let w = shapes.get(&format!("{name}.weight")).or_else(|| shapes.get(&format!("{name}.gamma")));
+                let w = shapes
+                    .get(&format!("{name}.weight"))
+                    .or_else(|| shapes.get(&format!("{name}.gamma")));
                 let w = w.unwrap_or_else(|| panic!("no weight for layer {name}"));
                 macs += match w.len() {
                     // conv weight [out, in/groups, kh, kw]; output [out, h, w]
@@ -73,8 +94,11 @@ mod tests {
                 };
             }
             assert_eq!(macs, spec.macs(), "{}", spec.describe());
-            let spec_layers: Vec<(String, Vec<usize>)> =
-                spec.layers().into_iter().map(|l| (l.name, l.output)).collect();
+            let spec_layers: Vec<(String, Vec<usize>)> = spec
+                .layers()
+                .into_iter()
+                .map(|l| (l.name, l.output))
+                .collect();
             assert_eq!(observed, spec_layers);
         }
     }

@@ -126,6 +126,8 @@ impl<B: Backend> Classifier<B> for Cnn<B> {
 }
 
 /// Any model optkit builds from a [`ModelSpec`].
+// Boxing a variant would hide it from burn's Module derive; models are moved rarely.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Model<B: Backend> {
     /// See [`Mlp`].
@@ -173,14 +175,23 @@ fn batch_norm<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     let m = bn.momentum;
     let update = |state: &burn::module::RunningState<Tensor<B, 1>>, batch: &Tensor<B, 3>| {
         let old = state.value_sync().to_device(&batch.device());
-        let new = old.mul_scalar(1.0 - m).add(batch.clone().detach().reshape([channels]).mul_scalar(m));
+        let new = old
+            .mul_scalar(1.0 - m)
+            .add(batch.clone().detach().reshape([channels]).mul_scalar(m));
         state.update(new.detach());
     };
     update(&bn.running_mean, &mean);
     update(&bn.running_var, &var);
     let shape = [1, channels, 1];
-    let scale = bn.gamma.val().reshape(shape).div(var.add_scalar(bn.epsilon).sqrt());
-    centered.mul(scale).add(bn.beta.val().reshape(shape)).reshape([n, channels, h, w])
+    let scale = bn
+        .gamma
+        .val()
+        .reshape(shape)
+        .div(var.add_scalar(bn.epsilon).sqrt());
+    centered
+        .mul(scale)
+        .add(bn.beta.val().reshape(shape))
+        .reshape([n, channels, h, w])
 }
 
 fn pool2() -> MaxPool2d {
@@ -266,12 +277,21 @@ mod tests {
         };
         let (ours, theirs) = (make(), make());
         for _ in 0..2 {
-            let x = Tensor::<TestAutodiff, 4>::random([4, 3, 5, 6], Distribution::Normal(2.0, 3.0), &dev);
+            let x = Tensor::<TestAutodiff, 4>::random(
+                [4, 3, 5, 6],
+                Distribution::Normal(2.0, 3.0),
+                &dev,
+            );
             let a = batch_norm(&ours, x.clone()).into_data();
             let b = theirs.forward(x).into_data();
             a.assert_approx_eq::<f32>(&b, Tolerance::default());
         }
-        let rm = |bn: &BatchNorm<TestAutodiff>| (bn.running_mean.value().into_data(), bn.running_var.value().into_data());
+        let rm = |bn: &BatchNorm<TestAutodiff>| {
+            (
+                bn.running_mean.value().into_data(),
+                bn.running_var.value().into_data(),
+            )
+        };
         let ((am, av), (bm, bv)) = (rm(&ours), rm(&theirs));
         am.assert_approx_eq::<f32>(&bm, Tolerance::default());
         av.assert_approx_eq::<f32>(&bv, Tolerance::default());

@@ -49,7 +49,10 @@ impl<B: Backend> ModuleVisitor<B> for Collector {
         let tensor = param.val();
         let nonzero = if self.count_nonzero {
             let values = tensor.clone().into_data().convert::<f32>();
-            values.as_slice::<f32>().map(|v| v.iter().filter(|x| **x != 0.0).count()).unwrap_or(0)
+            values
+                .as_slice::<f32>()
+                .map(|v| v.iter().filter(|x| **x != 0.0).count())
+                .unwrap_or(0)
         } else {
             0
         };

@@ -134,7 +134,9 @@ impl ModelSpec {
     /// The spec of a family with its canonical widths (`mlp` = LeNet-300-100, `lenet5`, `cnn`).
     pub fn preset(family: &str, input: InputShape, classes: usize) -> Result<Self> {
         let arch = match family {
-            "mlp" => Arch::Mlp { hidden: default_mlp_hidden() },
+            "mlp" => Arch::Mlp {
+                hidden: default_mlp_hidden(),
+            },
             "lenet5" => Arch::Lenet5 {
                 conv1: default_conv1(),
                 conv2: default_conv2(),
@@ -152,7 +154,11 @@ impl ModelSpec {
                 ));
             }
         };
-        let spec = Self { input, classes, arch };
+        let spec = Self {
+            input,
+            classes,
+            arch,
+        };
         spec.validate()?;
         Ok(spec)
     }
@@ -161,7 +167,11 @@ impl ModelSpec {
     pub fn validate(&self) -> Result<()> {
         let positive = |key: &str, v: usize| {
             if v == 0 {
-                Err(CoreError::invalid(format!("model.{key}"), v, "must be at least 1"))
+                Err(CoreError::invalid(
+                    format!("model.{key}"),
+                    v,
+                    "must be at least 1",
+                ))
             } else {
                 Ok(())
             }
@@ -170,7 +180,11 @@ impl ModelSpec {
         positive("input.height", self.input.height)?;
         positive("input.width", self.input.width)?;
         if self.classes < 2 {
-            return Err(CoreError::invalid("data.classes", self.classes, "a classifier needs at least 2 classes"));
+            return Err(CoreError::invalid(
+                "data.classes",
+                self.classes,
+                "a classifier needs at least 2 classes",
+            ));
         }
         match &self.arch {
             Arch::Mlp { hidden } => {
@@ -198,7 +212,11 @@ impl ModelSpec {
             }
             Arch::Cnn { blocks, fc } => {
                 if blocks.is_empty() {
-                    return Err(CoreError::invalid("model.blocks", "[]", "a cnn needs at least one block"));
+                    return Err(CoreError::invalid(
+                        "model.blocks",
+                        "[]",
+                        "a cnn needs at least one block",
+                    ));
                 }
                 for (i, &c) in blocks.iter().enumerate() {
                     positive(&format!("blocks[{i}]"), c)?;
@@ -225,8 +243,19 @@ impl ModelSpec {
     /// Every layer with parameters, in forward order, with its output shape and cost.
     pub fn layers(&self) -> Vec<LayerCost> {
         let mut out = Vec::new();
-        let InputShape { channels, height, width } = self.input;
-        let conv = |out: &mut Vec<LayerCost>, name: String, cin: usize, cout: usize, k: usize, h: usize, w: usize, bias: bool| {
+        let InputShape {
+            channels,
+            height,
+            width,
+        } = self.input;
+        let conv = |out: &mut Vec<LayerCost>,
+                    name: String,
+                    cin: usize,
+                    cout: usize,
+                    k: usize,
+                    h: usize,
+                    w: usize,
+                    bias: bool| {
             out.push(LayerCost {
                 name,
                 kind: LayerKind::Conv2d,
@@ -247,7 +276,11 @@ impl ModelSpec {
         match &self.arch {
             Arch::Mlp { hidden } => {
                 let mut prev = channels * height * width;
-                for (i, &h) in hidden.iter().chain(std::iter::once(&self.classes)).enumerate() {
+                for (i, &h) in hidden
+                    .iter()
+                    .chain(std::iter::once(&self.classes))
+                    .enumerate()
+                {
                     linear(&mut out, format!("layers.{i}"), prev, h);
                     prev = h;
                 }
@@ -294,7 +327,9 @@ impl ModelSpec {
     pub fn describe(&self) -> String {
         match &self.arch {
             Arch::Mlp { hidden } => format!("mlp hidden={hidden:?}"),
-            Arch::Lenet5 { conv1, conv2, fc1 } => format!("lenet5 conv1={conv1} conv2={conv2} fc1={fc1}"),
+            Arch::Lenet5 { conv1, conv2, fc1 } => {
+                format!("lenet5 conv1={conv1} conv2={conv2} fc1={fc1}")
+            }
             Arch::Cnn { blocks, fc } => format!("cnn blocks={blocks:?} fc={fc}"),
         }
     }
@@ -304,19 +339,32 @@ impl ModelSpec {
 mod tests {
     use super::*;
 
-    const MNIST: InputShape = InputShape { channels: 1, height: 28, width: 28 };
+    const MNIST: InputShape = InputShape {
+        channels: 1,
+        height: 28,
+        width: 28,
+    };
 
     #[test]
     fn reference_parameter_counts() {
-        assert_eq!(ModelSpec::preset("mlp", MNIST, 10).unwrap().params(), 266_610);
-        assert_eq!(ModelSpec::preset("lenet5", MNIST, 10).unwrap().params(), 431_080);
+        assert_eq!(
+            ModelSpec::preset("mlp", MNIST, 10).unwrap().params(),
+            266_610
+        );
+        assert_eq!(
+            ModelSpec::preset("lenet5", MNIST, 10).unwrap().params(),
+            431_080
+        );
     }
 
     #[test]
     fn lenet5_macs_by_hand() {
         // conv1 24*24*20*25 + conv2 8*8*50*20*25 + fc1 800*500 + fc2 500*10
         let expect = 288_000 + 1_600_000 + 400_000 + 5_000;
-        assert_eq!(ModelSpec::preset("lenet5", MNIST, 10).unwrap().macs(), expect);
+        assert_eq!(
+            ModelSpec::preset("lenet5", MNIST, 10).unwrap().macs(),
+            expect
+        );
     }
 
     #[test]
@@ -331,11 +379,29 @@ mod tests {
     #[test]
     fn validation_names_the_key() {
         let mut spec = ModelSpec::preset("lenet5", MNIST, 10).unwrap();
-        spec.arch = Arch::Lenet5 { conv1: 0, conv2: 50, fc1: 500 };
-        assert!(spec.validate().unwrap_err().to_string().contains("model.conv1"));
-        let small = InputShape { channels: 1, height: 4, width: 4 };
+        spec.arch = Arch::Lenet5 {
+            conv1: 0,
+            conv2: 50,
+            fc1: 500,
+        };
+        assert!(
+            spec.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("model.conv1")
+        );
+        let small = InputShape {
+            channels: 1,
+            height: 4,
+            width: 4,
+        };
         let e = ModelSpec::preset("cnn", small, 10).unwrap_err().to_string();
         assert!(e.contains("at least 8x8"), "{e}");
-        assert!(ModelSpec::preset("resnet", MNIST, 10).unwrap_err().to_string().contains("mlp, lenet5, cnn"));
+        assert!(
+            ModelSpec::preset("resnet", MNIST, 10)
+                .unwrap_err()
+                .to_string()
+                .contains("mlp, lenet5, cnn")
+        );
     }
 }

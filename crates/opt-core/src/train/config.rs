@@ -82,22 +82,46 @@ impl TrainConfig {
             return bad("epochs", &self.epochs, "must be at least 1");
         }
         if self.batch_size == 0 {
-            return bad("batch_size", &self.batch_size, "must be at least 1, for example 64");
+            return bad(
+                "batch_size",
+                &self.batch_size,
+                "must be at least 1, for example 64",
+            );
         }
         if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
-            return bad("learning_rate", &self.learning_rate, "must be a positive number, for example 0.001");
+            return bad(
+                "learning_rate",
+                &self.learning_rate,
+                "must be a positive number, for example 0.001",
+            );
         }
         if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
-            return bad("weight_decay", &self.weight_decay, "must be zero or positive");
+            return bad(
+                "weight_decay",
+                &self.weight_decay,
+                "must be zero or positive",
+            );
         }
         if !(0.0..1.0).contains(&self.momentum) {
-            return bad("momentum", &self.momentum, "must be in [0, 1), for example 0.9");
+            return bad(
+                "momentum",
+                &self.momentum,
+                "must be in [0, 1), for example 0.9",
+            );
         }
         if !(self.warmup_epochs >= 0.0 && self.warmup_epochs < self.epochs as f64) {
-            return bad("warmup_epochs", &self.warmup_epochs, "must be zero or positive and below epochs");
+            return bad(
+                "warmup_epochs",
+                &self.warmup_epochs,
+                "must be zero or positive and below epochs",
+            );
         }
         if !(self.min_lr >= 0.0 && self.min_lr <= self.learning_rate) {
-            return bad("min_lr", &self.min_lr, "must be between 0 and learning_rate");
+            return bad(
+                "min_lr",
+                &self.min_lr,
+                "must be between 0 and learning_rate",
+            );
         }
         Ok(())
     }
@@ -113,7 +137,10 @@ impl TrainConfig {
             ScheduleKind::Cosine => {
                 let span = total.saturating_sub(warmup).max(1) as f64;
                 let t = (step - warmup) as f64 / span;
-                self.min_lr + 0.5 * (self.learning_rate - self.min_lr) * (1.0 + (std::f64::consts::PI * t).cos())
+                self.min_lr
+                    + 0.5
+                        * (self.learning_rate - self.min_lr)
+                        * (1.0 + (std::f64::consts::PI * t).cos())
             }
         }
     }
@@ -126,12 +153,48 @@ mod tests {
     #[test]
     fn rejects_out_of_range_values_by_key() {
         let cases: Vec<(TrainConfig, &str)> = vec![
-            (TrainConfig { epochs: 0, ..Default::default() }, "train.epochs = 0"),
-            (TrainConfig { batch_size: 0, ..Default::default() }, "train.batch_size = 0"),
-            (TrainConfig { learning_rate: 0.0, ..Default::default() }, "train.learning_rate = 0"),
-            (TrainConfig { learning_rate: -1.0, ..Default::default() }, "train.learning_rate = -1"),
-            (TrainConfig { momentum: 1.0, ..Default::default() }, "train.momentum = 1"),
-            (TrainConfig { warmup_epochs: 9.0, ..Default::default() }, "train.warmup_epochs = 9"),
+            (
+                TrainConfig {
+                    epochs: 0,
+                    ..Default::default()
+                },
+                "train.epochs = 0",
+            ),
+            (
+                TrainConfig {
+                    batch_size: 0,
+                    ..Default::default()
+                },
+                "train.batch_size = 0",
+            ),
+            (
+                TrainConfig {
+                    learning_rate: 0.0,
+                    ..Default::default()
+                },
+                "train.learning_rate = 0",
+            ),
+            (
+                TrainConfig {
+                    learning_rate: -1.0,
+                    ..Default::default()
+                },
+                "train.learning_rate = -1",
+            ),
+            (
+                TrainConfig {
+                    momentum: 1.0,
+                    ..Default::default()
+                },
+                "train.momentum = 1",
+            ),
+            (
+                TrainConfig {
+                    warmup_epochs: 9.0,
+                    ..Default::default()
+                },
+                "train.warmup_epochs = 9",
+            ),
         ];
         for (cfg, expect) in cases {
             let e = cfg.validate("train").unwrap_err().to_string();
@@ -142,14 +205,22 @@ mod tests {
 
     #[test]
     fn schedule_warms_up_then_decays_to_min() {
-        let cfg = TrainConfig { warmup_epochs: 1.0, min_lr: 1e-4, learning_rate: 1e-2, ..Default::default() };
+        let cfg = TrainConfig {
+            warmup_epochs: 1.0,
+            min_lr: 1e-4,
+            learning_rate: 1e-2,
+            ..Default::default()
+        };
         let (spe, total) = (10, 50);
         assert!((cfg.lr_at(0, total, spe) - 1e-3).abs() < 1e-12);
         assert!((cfg.lr_at(9, total, spe) - 1e-2).abs() < 1e-12);
         assert!((cfg.lr_at(10, total, spe) - 1e-2).abs() < 1e-12);
         assert!(cfg.lr_at(30, total, spe) < 1e-2);
         assert!((cfg.lr_at(50, total, spe) - 1e-4).abs() < 1e-9);
-        let constant = TrainConfig { schedule: ScheduleKind::Constant, ..cfg };
+        let constant = TrainConfig {
+            schedule: ScheduleKind::Constant,
+            ..cfg
+        };
         assert_eq!(constant.lr_at(40, total, spe), 1e-2);
     }
 }

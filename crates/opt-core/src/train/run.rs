@@ -118,17 +118,29 @@ where
     let decay = (wd > 0.0).then(|| WeightDecayConfig::new(wd as f32));
     match cfg.optimizer {
         OptimizerKind::Adam => {
-            let optim = AdamConfig::new().with_epsilon(1e-8).with_weight_decay(decay).init();
+            let optim = AdamConfig::new()
+                .with_epsilon(1e-8)
+                .with_weight_decay(decay)
+                .init();
             run(model, optim, data, cfg, device, hooks)
         }
         OptimizerKind::Adamw => {
-            let optim = AdamWConfig::new().with_epsilon(1e-8).with_weight_decay(wd as f32).init();
+            let optim = AdamWConfig::new()
+                .with_epsilon(1e-8)
+                .with_weight_decay(wd as f32)
+                .init();
             run(model, optim, data, cfg, device, hooks)
         }
         OptimizerKind::Sgd => {
-            let momentum = (cfg.momentum > 0.0)
-                .then(|| MomentumConfig::new().with_momentum(cfg.momentum).with_dampening(0.0));
-            let optim = SgdConfig::new().with_momentum(momentum).with_weight_decay(decay).init();
+            let momentum = (cfg.momentum > 0.0).then(|| {
+                MomentumConfig::new()
+                    .with_momentum(cfg.momentum)
+                    .with_dampening(0.0)
+            });
+            let optim = SgdConfig::new()
+                .with_momentum(momentum)
+                .with_weight_decay(decay)
+                .init();
             run(model, optim, data, cfg, device, hooks)
         }
     }
@@ -169,23 +181,41 @@ where
         let bar = progress_bar(n as u64, &format!("epoch {epoch}/{}", cfg.epochs));
         let mut loss_sum: Option<Tensor<B::InnerBackend, 1>> = None;
         let mut correct_sum: Option<Tensor<B::InnerBackend, 1, Int>> = None;
-        for (i, batch) in data.batcher.batches::<B>(data.train, &order, cfg.batch_size, device).enumerate() {
+        for (i, batch) in data
+            .batcher
+            .batches::<B>(data.train, &order, cfg.batch_size, device)
+            .enumerate()
+        {
             let size = batch.targets.dims()[0];
             lr = cfg.lr_at(step, total_steps, steps_per_epoch);
             let logits = model.forward(batch.images.clone());
-            let correct = logits.clone().inner().argmax(1).squeeze_dim::<1>(1)
-                .equal(batch.targets.clone().inner()).int().sum();
+            let correct = logits
+                .clone()
+                .inner()
+                .argmax(1)
+                .squeeze_dim::<1>(1)
+                .equal(batch.targets.clone().inner())
+                .int()
+                .sum();
             let loss = hooks.loss(&model, &batch, logits);
             let loss_value = loss.clone().inner().mul_scalar(size as f64);
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(lr, model, grads);
             model = hooks.after_step(model, step);
-            loss_sum = Some(match loss_sum { Some(s) => s + loss_value, None => loss_value });
-            correct_sum = Some(match correct_sum { Some(s) => s + correct, None => correct });
+            loss_sum = Some(match loss_sum {
+                Some(s) => s + loss_value,
+                None => loss_value,
+            });
+            correct_sum = Some(match correct_sum {
+                Some(s) => s + correct,
+                None => correct,
+            });
             step += 1;
             bar.inc(size as u64);
             if i % 20 == 19 {
-                let l: f64 = loss_sum.clone().map_or(0.0, |s| s.into_scalar().elem::<f64>());
+                let l: f64 = loss_sum
+                    .clone()
+                    .map_or(0.0, |s| s.into_scalar().elem::<f64>());
                 let seen = (i + 1) * cfg.batch_size;
                 bar.set_message(format!("loss {:.4} lr {lr:.2e}", l / seen.min(n) as f64));
             }
@@ -267,7 +297,11 @@ mod tests {
             model
         }
         fn on_epoch_end(&mut self, stats: &EpochStats) -> ControlFlow<()> {
-            if stats.epoch >= self.stop_after { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+            if stats.epoch >= self.stop_after {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
         }
     }
 
@@ -276,37 +310,75 @@ mod tests {
         let splits = DataSource::Embedded.load(10).unwrap();
         let data = splits.train.take(600);
         let (train_ds, valid_ds) = data.split(0.2, seed).unwrap();
-        let batcher = Batcher { norm: Normalization::of(&train_ds) };
+        let batcher = Batcher {
+            norm: Normalization::of(&train_ds),
+        };
         let spec = ModelSpec {
-            input: InputShape { channels: 1, height: 28, width: 28 },
+            input: InputShape {
+                channels: 1,
+                height: 28,
+                width: 28,
+            },
             classes: 10,
-            arch: Arch::Cnn { blocks: vec![4, 8], fc: 16 },
+            arch: Arch::Cnn {
+                blocks: vec![4, 8],
+                fc: 16,
+            },
         };
         let dev = device();
         seed_backend::<TestAutodiff>(&dev, seed);
         let model = spec.init::<TestAutodiff>(&dev);
-        let cfg = TrainConfig { epochs: 3, batch_size: 32, learning_rate: 3e-3, seed, ..Default::default() };
-        let data = TrainData { train: &train_ds, valid: &valid_ds, batcher };
+        let cfg = TrainConfig {
+            epochs: 3,
+            batch_size: 32,
+            learning_rate: 3e-3,
+            seed,
+            ..Default::default()
+        };
+        let data = TrainData {
+            train: &train_ds,
+            valid: &valid_ds,
+            batcher,
+        };
         train(model, data, &cfg, &dev, hooks).1
     }
 
     #[test]
     fn a_short_run_learns_and_hooks_fire() {
-        let mut hooks = Counting { steps: 0, stop_after: 2 };
+        let mut hooks = Counting {
+            steps: 0,
+            stop_after: 2,
+        };
         // 2 epochs of 15 steps on 480 images: well above chance (0.10), far from converged.
         let r = small_run(1, &mut hooks);
         // 480 training items at batch 32 = 15 steps per epoch; the hook stopped after epoch 2.
         assert_eq!(hooks.steps, 30);
         assert_eq!(r.epochs.len(), 2);
         assert!(r.stopped_early);
-        assert!(r.epochs[1].train_loss < r.epochs[0].train_loss, "{:?}", r.epochs);
+        assert!(
+            r.epochs[1].train_loss < r.epochs[0].train_loss,
+            "{:?}",
+            r.epochs
+        );
         assert!(r.best_val_accuracy > 0.25, "{}", r.best_val_accuracy);
     }
 
     #[test]
     fn same_seed_same_run() {
-        let a = small_run(7, &mut Counting { steps: 0, stop_after: 1 });
-        let b = small_run(7, &mut Counting { steps: 0, stop_after: 1 });
+        let a = small_run(
+            7,
+            &mut Counting {
+                steps: 0,
+                stop_after: 1,
+            },
+        );
+        let b = small_run(
+            7,
+            &mut Counting {
+                steps: 0,
+                stop_after: 1,
+            },
+        );
         assert_eq!(a.epochs[0].train_loss, b.epochs[0].train_loss);
         assert_eq!(a.epochs[0].val_accuracy, b.epochs[0].val_accuracy);
     }
