@@ -306,6 +306,20 @@ mod tests {
     }
 
     fn small_run(seed: u64, hooks: &mut Counting) -> TrainReport {
+        small_run_with(
+            TrainConfig {
+                epochs: 3,
+                batch_size: 32,
+                learning_rate: 3e-3,
+                seed,
+                ..Default::default()
+            },
+            hooks,
+        )
+    }
+
+    fn small_run_with(cfg: TrainConfig, hooks: &mut Counting) -> TrainReport {
+        let seed = cfg.seed;
         let _guard = rng_lock();
         let splits = DataSource::Embedded.load(10).unwrap();
         let data = splits.train.take(600);
@@ -328,13 +342,6 @@ mod tests {
         let dev = device();
         seed_backend::<TestAutodiff>(&dev, seed);
         let model = spec.init::<TestAutodiff>(&dev);
-        let cfg = TrainConfig {
-            epochs: 3,
-            batch_size: 32,
-            learning_rate: 3e-3,
-            seed,
-            ..Default::default()
-        };
         let data = TrainData {
             train: &train_ds,
             valid: &valid_ds,
@@ -361,6 +368,58 @@ mod tests {
             r.epochs
         );
         assert!(r.best_val_accuracy > 0.25, "{}", r.best_val_accuracy);
+    }
+
+    #[test]
+    fn every_optimizer_lowers_the_loss() {
+        for (optimizer, lr) in [(OptimizerKind::Sgd, 0.05), (OptimizerKind::Adamw, 3e-3)] {
+            let cfg = TrainConfig {
+                epochs: 2,
+                batch_size: 32,
+                optimizer,
+                learning_rate: lr,
+                weight_decay: 1e-4,
+                schedule: crate::train::ScheduleKind::Constant,
+                seed: 3,
+                ..Default::default()
+            };
+            let r = small_run_with(
+                cfg,
+                &mut Counting {
+                    steps: 0,
+                    stop_after: 9,
+                },
+            );
+            assert_eq!(r.epochs.len(), 2);
+            assert!(
+                r.epochs[1].train_loss < r.epochs[0].train_loss,
+                "{optimizer:?}: {:?}",
+                r.epochs
+            );
+        }
+    }
+
+    #[test]
+    fn patience_stops_a_run_that_stopped_improving() {
+        // A learning rate of 0 cannot improve on epoch 1, so patience 1 stops after epoch 2.
+        let cfg = TrainConfig {
+            epochs: 5,
+            batch_size: 64,
+            learning_rate: 1e-12,
+            schedule: crate::train::ScheduleKind::Constant,
+            patience: 1,
+            seed: 5,
+            ..Default::default()
+        };
+        let r = small_run_with(
+            cfg,
+            &mut Counting {
+                steps: 0,
+                stop_after: 99,
+            },
+        );
+        assert!(r.stopped_early);
+        assert!(r.epochs.len() < 5, "{}", r.epochs.len());
     }
 
     #[test]
