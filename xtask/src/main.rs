@@ -57,22 +57,50 @@ fn status(cmd: &mut Command) -> Result<(), u8> {
 }
 
 /// Runs `optkit <sub> <args>` from the release build (the profile the tests use too).
+///
+/// It builds with `--workspace`, the feature set `cargo test --release --workspace` resolves,
+/// so the two share every compiled crate (`-p opt-cli` resolves features differently and
+/// would recompile opt-core and opt-cli).
 fn optkit(sub: &str, args: &[String]) -> Result<(), u8> {
-    status(
-        cargo()
-            .args([
-                "run",
-                "--release",
-                "--quiet",
-                "-p",
-                "opt-cli",
-                "--bin",
-                "optkit",
-                "--",
-                sub,
-            ])
-            .args(args),
-    )
+    status(cargo().args([
+        "build",
+        "--release",
+        "--quiet",
+        "--workspace",
+        "--bin",
+        "optkit",
+    ]))?;
+    let bin = target_dir()?
+        .join("release")
+        .join(format!("optkit{}", std::env::consts::EXE_SUFFIX));
+    status(Command::new(bin).arg(sub).args(args))
+}
+
+/// The cargo target directory (`CARGO_TARGET_DIR` or the workspace's `target`).
+fn target_dir() -> Result<std::path::PathBuf, u8> {
+    let out = cargo()
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .output()
+        .map_err(|e| {
+            eprintln!("xtask: cargo metadata failed: {e}");
+            1u8
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let key = "\"target_directory\":\"";
+    let start = text.find(key).map(|i| i + key.len()).ok_or_else(|| {
+        eprintln!("xtask: cargo metadata did not name the target directory");
+        1u8
+    })?;
+    let end = text[start..].find('"').map_or(text.len(), |e| start + e);
+    Ok(std::path::PathBuf::from(
+        text[start..end].replace("\\\\", "\\"),
+    ))
 }
 
 /// Allowed normal dependencies between workspace crates (ARCHITECTURE.md).

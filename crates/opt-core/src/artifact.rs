@@ -166,7 +166,7 @@ fn check_structure<B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Classifier, InputShape};
+    use crate::model::Classifier;
     use crate::test_util::{TestBackend, device};
     use burn::tensor::{Distribution, Tensor};
 
@@ -188,11 +188,7 @@ mod tests {
         std::env::temp_dir().join(format!("optkit-artifact-{name}-{}", std::process::id()))
     }
 
-    const IN: InputShape = InputShape {
-        channels: 1,
-        height: 28,
-        width: 28,
-    };
+    use crate::test_util::MNIST as IN;
 
     #[test]
     fn save_load_reproduces_outputs() {

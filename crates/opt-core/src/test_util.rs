@@ -22,3 +22,10 @@ pub static SEED_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 pub fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
     SEED_LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// The input of MNIST-style images: 1 channel, 28x28.
+pub const MNIST: crate::model::InputShape = crate::model::InputShape {
+    channels: 1,
+    height: 28,
+    width: 28,
+};

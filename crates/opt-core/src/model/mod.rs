@@ -15,11 +15,7 @@ mod tests {
     use burn::module::Module;
     use burn::tensor::{Distribution, Tensor};
 
-    const MNIST: InputShape = InputShape {
-        channels: 1,
-        height: 28,
-        width: 28,
-    };
+    use crate::test_util::MNIST;
 
     fn all_presets() -> Vec<ModelSpec> {
         ["mlp", "lenet5", "cnn"]

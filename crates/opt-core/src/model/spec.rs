@@ -339,11 +339,7 @@ impl ModelSpec {
 mod tests {
     use super::*;
 
-    const MNIST: InputShape = InputShape {
-        channels: 1,
-        height: 28,
-        width: 28,
-    };
+    use crate::test_util::MNIST;
 
     #[test]
     fn reference_parameter_counts() {
