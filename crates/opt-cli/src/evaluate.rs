@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use opt_core::artifact::load_model;
 use opt_core::data::{Batcher, DataSource};
-use opt_core::eval::{EvalReport, MeasureConfig, measure};
+use opt_core::eval::{EvalReport, MeasureConfig, Platform, measure};
 use opt_core::fsutil::read_json;
 use opt_core::report::Candidate;
 
@@ -74,7 +74,10 @@ fn run_inner<B: Backend>(
         &test,
         &batcher,
         &MeasureConfig::default(),
-        backend.name(),
+        Platform {
+            backend: backend.name(),
+            device: &device_name,
+        },
         &device,
     );
     let recorded = read_json::<Candidate>(&task.dir.join("report.json"))
@@ -82,10 +85,7 @@ fn run_inner<B: Backend>(
         .map(|c| c.eval.accuracy);
     Ok(EvalOutput {
         model: task.dir.display().to_string(),
-        eval: EvalReport {
-            device: device_name,
-            ..eval
-        },
+        eval,
         recorded_accuracy: recorded,
     })
 }

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::backend::AutodiffBackend;
 use opt_core::artifact::{ModelMeta, TestDataRef, WEIGHTS_FILE, save_model};
 use opt_core::data::{Batcher, FASHION_MNIST_CLASSES, Normalization};
-use opt_core::eval::measure;
+use opt_core::eval::{Platform, measure};
 use opt_core::fsutil::{write_atomic, write_json_atomic};
 use opt_core::model::{InputShape, ModelSpec};
 use opt_core::report::{Candidate, PipelineReport};
@@ -116,13 +116,12 @@ impl BackendTask for RunPipeline {
                         &splits.test,
                         &batcher,
                         &f.report.measure(),
-                        backend.name(),
+                        Platform {
+                            backend: backend.name(),
+                            device: &device_name,
+                        },
                         &device,
                     );
-                    let eval = opt_core::eval::EvalReport {
-                        device: device_name.clone(),
-                        ..eval
-                    };
                     let candidate = Candidate {
                         name: name.clone(),
                         stage: "baseline".into(),

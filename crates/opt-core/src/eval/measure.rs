@@ -97,6 +97,15 @@ pub struct EvalReport {
     pub device: String,
 }
 
+/// Which backend and device a measurement ran on, as the report names them.
+#[derive(Debug, Clone, Copy)]
+pub struct Platform<'a> {
+    /// Backend name (`flex`, `ndarray`, `wgpu`).
+    pub backend: &'a str,
+    /// Device description (for wgpu: the adapter).
+    pub device: &'a str,
+}
+
 /// Measures `model` on the `test` split. `saved` gives the on-disk size of its weights.
 #[allow(clippy::too_many_arguments)]
 pub fn measure<B: Backend, M: Classifier<B> + Module<B>>(
@@ -106,10 +115,10 @@ pub fn measure<B: Backend, M: Classifier<B> + Module<B>>(
     test: &ImageDataset,
     batcher: &Batcher,
     cfg: &MeasureConfig,
-    backend: &str,
+    platform: Platform<'_>,
     device: &B::Device,
 ) -> EvalReport {
-    let _span = tracing::info_span!("measure", backend).entered();
+    let _span = tracing::info_span!("measure", backend = platform.backend).entered();
     let acc = evaluate_accuracy(model, test, batcher, cfg.throughput_batch, device);
     let counts = count_params(model);
 
@@ -158,8 +167,8 @@ pub fn measure<B: Backend, M: Classifier<B> + Module<B>>(
         latency_runs: times.len(),
         throughput_per_s: throughput,
         throughput_batch: cfg.throughput_batch,
-        backend: backend.to_string(),
-        device: format!("{device:?}"),
+        backend: platform.backend.to_string(),
+        device: platform.device.to_string(),
     }
 }
 

@@ -4,4 +4,4 @@ pub mod accuracy;
 pub mod measure;
 
 pub use accuracy::{AccuracyReport, evaluate_accuracy};
-pub use measure::{EvalReport, MeasureConfig, measure, percentile};
+pub use measure::{EvalReport, MeasureConfig, Platform, measure, percentile};
