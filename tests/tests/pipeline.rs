@@ -66,7 +66,7 @@ fn flex_pipeline_writes_artifacts_and_eval_reproduces_accuracy() {
     let (out, report) = run_tiny("flex", 2);
     check_report(&report, "flex");
     let stage = out.path().join("baseline");
-    for f in ["model.json", "weights.mpk", "report.json"] {
+    for f in ["model.json", "weights.safetensors", "report.json"] {
         assert!(stage.join(f).is_file(), "{f}");
     }
     let md = std::fs::read_to_string(out.path().join("report.md")).unwrap();
@@ -88,12 +88,12 @@ fn flex_pipeline_writes_artifacts_and_eval_reproduces_accuracy() {
     );
 
     // Bad weights are input errors, not panics.
-    let weights = std::fs::read(stage.join("weights.mpk")).unwrap();
-    std::fs::write(stage.join("weights.mpk"), &weights[..weights.len() / 2]).unwrap();
+    let weights = std::fs::read(stage.join("weights.safetensors")).unwrap();
+    std::fs::write(stage.join("weights.safetensors"), &weights[..weights.len() / 2]).unwrap();
     let o = optkit(&["eval", "--model", stage.to_str().unwrap()]);
     assert_eq!(o.code, 2);
-    assert!(o.stderr.contains("corrupt"), "{}", o.stderr);
-    std::fs::write(stage.join("weights.mpk"), &weights).unwrap();
+    assert!(o.stderr.contains("not a valid safetensors file"), "{}", o.stderr);
+    std::fs::write(stage.join("weights.safetensors"), &weights).unwrap();
     let meta = std::fs::read_to_string(stage.join("model.json")).unwrap();
     std::fs::write(
         stage.join("model.json"),
@@ -102,7 +102,11 @@ fn flex_pipeline_writes_artifacts_and_eval_reproduces_accuracy() {
     .unwrap();
     let o = optkit(&["eval", "--model", stage.to_str().unwrap()]);
     assert_eq!(o.code, 2);
-    assert!(o.stderr.contains("do not match model.json"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("head.weight has shape [16, 3] in the file, the model needs [24, 3]"),
+        "{}",
+        o.stderr
+    );
 }
 
 #[test]

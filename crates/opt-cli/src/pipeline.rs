@@ -98,7 +98,7 @@ impl BackendTask for RunPipeline {
                     let (model, train_report) =
                         train(model, data, &f.train, &device, &mut DefaultHooks);
                     let meta = ModelMeta {
-                        format_version: 1,
+                        format_version: opt_core::artifact::FORMAT_VERSION,
                         spec: spec.clone(),
                         normalization: batcher.norm,
                         class_names: class_names.clone(),

@@ -1,33 +1,33 @@
 //! Saved models: a folder with `model.json` (spec, normalization, class names) and
-//! `weights.mpk` (the burn record, named MessagePack, full precision), both written atomically.
-//! Loading checks the record's structure and every tensor shape against the spec.
+//! `weights.safetensors` (every tensor under its module path, float32), both written
+//! atomically. Loading checks every tensor's presence and shape against the spec.
 
 use std::path::{Path, PathBuf};
 
-use burn::module::Module;
-use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
 use crate::data::Normalization;
 use crate::error::{CoreError, Result};
 use crate::fsutil::{gzip_len, read_json, write_atomic, write_json_atomic};
-use crate::model::nets::ModelRecord;
-use crate::model::{Arch, Model, ModelSpec, param_entries};
+use crate::model::{Arch, Architecture, ModelSpec};
+use crate::weights::{Naming, decode_weights, encode_weights};
 
 /// File name of the model description inside a model folder.
 pub const MODEL_FILE: &str = "model.json";
 /// File name of the weights inside a model folder.
-pub const WEIGHTS_FILE: &str = "weights.mpk";
+pub const WEIGHTS_FILE: &str = "weights.safetensors";
+/// The `model.json` format this optkit writes and reads.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// What `model.json` holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ModelMeta {
-    /// Format version of this file (1).
+pub struct ModelMeta<A = Arch> {
+    /// Format version of this file ([`FORMAT_VERSION`]).
     pub format_version: u32,
     /// The architecture.
-    pub spec: ModelSpec,
+    pub spec: ModelSpec<A>,
     /// Input normalization the model was trained with.
     pub normalization: Normalization,
     /// Class names in label order.
@@ -59,19 +59,16 @@ pub struct SavedModel {
     pub size_gzip_bytes: u64,
 }
 
-type WeightsRecorder = NamedMpkBytesRecorder<FullPrecisionSettings>;
-
 /// Writes `model` and its description into `dir` (created if needed).
-pub fn save_model<B: Backend>(
+pub fn save_model<B: Backend, A: Architecture>(
     dir: &Path,
-    meta: &ModelMeta,
-    model: &Model<B>,
+    meta: &ModelMeta<A>,
+    model: &A::Model<B>,
 ) -> Result<SavedModel> {
-    let bytes = Recorder::<B>::record(&WeightsRecorder::default(), model.clone().into_record(), ())
-        .map_err(|e| CoreError::Model {
-            path: dir.to_path_buf(),
-            problem: format!("cannot serialize weights: {e}"),
-        })?;
+    let bytes = encode_weights(model, &Naming::Burn).map_err(|problem| CoreError::Model {
+        path: dir.to_path_buf(),
+        problem,
+    })?;
     write_atomic(&dir.join(&meta.weights), &bytes)?;
     write_json_atomic(&dir.join(MODEL_FILE), meta)?;
     Ok(SavedModel {
@@ -82,23 +79,24 @@ pub fn save_model<B: Backend>(
 }
 
 /// Loads a model folder written by [`save_model`] onto `device`.
-pub fn load_model<B: Backend>(
+pub fn load_model<B: Backend, A: Architecture>(
     dir: &Path,
     device: &B::Device,
-) -> Result<(ModelMeta, Model<B>, SavedModel)> {
+) -> Result<(ModelMeta<A>, A::Model<B>, SavedModel)> {
     let err = |problem: String| CoreError::Model {
         path: dir.to_path_buf(),
         problem,
     };
     if !dir.is_dir() {
-        return Err(err(
-            "not a model folder (expected a directory with model.json and weights.mpk)".into(),
-        ));
-    }
-    let meta: ModelMeta = read_json(&dir.join(MODEL_FILE))?;
-    if meta.format_version != 1 {
         return Err(err(format!(
-            "model.json has format_version {}, this optkit reads version 1; upgrade optkit",
+            "not a model folder (expected a directory with {MODEL_FILE} and {WEIGHTS_FILE})"
+        )));
+    }
+    let meta: ModelMeta<A> = read_json(&dir.join(MODEL_FILE))?;
+    if meta.format_version != FORMAT_VERSION {
+        return Err(err(format!(
+            "{MODEL_FILE} has format_version {}, this optkit reads version {FORMAT_VERSION}; \
+             re-create the model with this optkit (or use the optkit that wrote it)",
             meta.format_version
         )));
     }
@@ -106,61 +104,14 @@ pub fn load_model<B: Backend>(
     let weights_path = dir.join(&meta.weights);
     let bytes =
         std::fs::read(&weights_path).map_err(|e| CoreError::io("reading", &weights_path, e))?;
-    let record: ModelRecord<B> =
-        Recorder::<B>::load(&WeightsRecorder::default(), bytes.clone(), device).map_err(|e| {
-            err(format!(
-                "weights file {} is corrupt or not a burn record: {e}",
-                meta.weights
-            ))
-        })?;
-    check_structure(&meta.spec, &record).map_err(&err)?;
-    let fresh = meta.spec.init::<B>(device);
-    let expected = param_entries(&fresh, false);
-    let model = fresh.load_record(record);
-    let got = param_entries(&model, false);
-    for (e, g) in expected.iter().zip(&got) {
-        if e.shape != g.shape {
-            return Err(err(format!(
-                "weights do not match model.json: {} has shape {:?} in {}, the spec needs {:?}",
-                g.path, g.shape, meta.weights, e.shape
-            )));
-        }
-    }
+    let model = decode_weights(meta.spec.init::<B>(device), &bytes, &Naming::Burn)
+        .map_err(|e| err(format!("{}: {e}", meta.weights)))?;
     let saved = SavedModel {
         dir: dir.to_path_buf(),
         size_bytes: bytes.len() as u64,
         size_gzip_bytes: gzip_len(&bytes),
     };
     Ok((meta, model, saved))
-}
-
-/// The record must be of the spec's family and have as many layers; burn would panic otherwise.
-fn check_structure<B: Backend>(
-    spec: &ModelSpec,
-    record: &ModelRecord<B>,
-) -> std::result::Result<(), String> {
-    let (found, layers) = match record {
-        ModelRecord::Mlp(r) => ("mlp", r.layers.len()),
-        ModelRecord::Lenet5(_) => ("lenet5", 0),
-        ModelRecord::Cnn(r) => ("cnn", r.blocks.len()),
-    };
-    let expected = match &spec.arch {
-        Arch::Mlp { hidden } => hidden.len() + 1,
-        Arch::Lenet5 { .. } => 0,
-        Arch::Cnn { blocks, .. } => blocks.len(),
-    };
-    if found != spec.arch.family() {
-        return Err(format!(
-            "weights are of a {found} model but model.json describes a {}; the files belong to different models",
-            spec.arch.family()
-        ));
-    }
-    if layers != expected {
-        return Err(format!(
-            "weights have {layers} layer groups but model.json describes {expected}; the files belong to different models"
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -172,7 +123,7 @@ mod tests {
 
     fn meta(spec: ModelSpec) -> ModelMeta {
         ModelMeta {
-            format_version: 1,
+            format_version: FORMAT_VERSION,
             spec,
             normalization: Normalization {
                 mean: 0.3,
@@ -199,7 +150,7 @@ mod tests {
             let dir = tmp(family);
             let saved = save_model(&dir, &meta(spec.clone()), &model).unwrap();
             assert!(saved.size_bytes as f64 > 4.0 * spec.params() as f64);
-            let (m, loaded, again) = load_model::<TestBackend>(&dir, &device()).unwrap();
+            let (m, loaded, again) = load_model::<TestBackend, Arch>(&dir, &device()).unwrap();
             assert_eq!(m.spec, spec);
             assert_eq!(again, saved);
             let x =
@@ -230,31 +181,33 @@ mod tests {
             fc1: 500,
         };
         write_json_atomic(&dir.join(MODEL_FILE), &other).unwrap();
-        let e = load_model::<TestBackend>(&dir, &device())
+        let e = load_model::<TestBackend, Arch>(&dir, &device())
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("conv1.weight") && e.contains("[20, 1, 5, 5]"),
+            e.contains(
+                "conv1.weight has shape [20, 1, 5, 5] in the file, the model needs [10, 1, 5, 5]"
+            ),
             "{e}"
         );
         // Other family.
         other.spec = ModelSpec::preset("cnn", IN, 10).unwrap();
         write_json_atomic(&dir.join(MODEL_FILE), &other).unwrap();
-        let e = load_model::<TestBackend>(&dir, &device())
+        let e = load_model::<TestBackend, Arch>(&dir, &device())
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("lenet5 model but model.json describes a cnn"),
+            e.contains("missing tensors (19)") && e.contains("extra tensors (8): conv1.bias [20]"),
             "{e}"
         );
         // Corrupt bytes.
         write_json_atomic(&dir.join(MODEL_FILE), &meta(spec)).unwrap();
         let w = std::fs::read(dir.join(WEIGHTS_FILE)).unwrap();
         std::fs::write(dir.join(WEIGHTS_FILE), &w[..w.len() / 3]).unwrap();
-        let e = load_model::<TestBackend>(&dir, &device())
+        let e = load_model::<TestBackend, Arch>(&dir, &device())
             .unwrap_err()
             .to_string();
-        assert!(e.contains("corrupt"), "{e}");
+        assert!(e.contains("not a valid safetensors file"), "{e}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

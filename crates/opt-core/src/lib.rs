@@ -33,6 +33,7 @@ pub mod progress;
 pub mod report;
 pub mod rng;
 pub mod train;
+pub mod weights;
 
 #[cfg(test)]
 pub(crate) mod test_util;
@@ -44,7 +45,7 @@ pub mod prelude {
     pub use crate::artifact::{ModelMeta, SavedModel, TestDataRef, load_model, save_model};
     pub use crate::data::{Batch, Batcher, DataSource, ImageDataset, Normalization, Splits};
     pub use crate::eval::{EvalReport, MeasureConfig, evaluate_accuracy, measure};
-    pub use crate::model::{Arch, Classifier, InputShape, Model, ModelSpec};
+    pub use crate::model::{Arch, Architecture, Classifier, InputShape, Model, ModelSpec};
     pub use crate::train::{
         DefaultHooks, TrainConfig, TrainData, TrainHooks, TrainReport, seed_backend, train,
     };

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::artifact::SavedModel;
 use crate::data::{Batcher, ImageDataset};
 use crate::error::{CoreError, Result};
-use crate::model::{Classifier, ModelSpec, count_params};
+use crate::model::{Architecture, Classifier, ModelSpec, count_params};
 
 use super::accuracy::evaluate_accuracy;
 
@@ -108,9 +108,9 @@ pub struct Platform<'a> {
 
 /// Measures `model` on the `test` split. `saved` gives the on-disk size of its weights.
 #[allow(clippy::too_many_arguments)]
-pub fn measure<B: Backend, M: Classifier<B> + Module<B>>(
+pub fn measure<B: Backend, A: Architecture, M: Classifier<B> + Module<B>>(
     model: &M,
-    spec: &ModelSpec,
+    spec: &ModelSpec<A>,
     saved: &SavedModel,
     test: &ImageDataset,
     batcher: &Batcher,

@@ -1,12 +1,16 @@
 //! Models: serializable specs, the burn modules they build, and parameter accounting.
 
+pub mod arch;
 pub mod nets;
 pub mod params;
 pub mod spec;
 
-pub use nets::{Classifier, Cnn, ConvBlock, LeNet5, Mlp, Model};
-pub use params::{ParamCounts, ParamEntry, count_params, param_entries};
-pub use spec::{Arch, InputShape, LayerCost, LayerKind, ModelSpec};
+pub use arch::Architecture;
+pub use nets::{
+    Classifier, Cnn, ConvBlock, LayerObserver, LeNet5, Mlp, Model, batch_norm, observe,
+};
+pub use params::{ParamCounts, ParamEntry, count_params, observed_macs, param_entries};
+pub use spec::{Arch, InputShape, LayerCost, LayerKind, ModelSpec, conv_out, positive};
 
 #[cfg(test)]
 mod tests {
@@ -60,35 +64,12 @@ mod tests {
         let _rng = crate::test_util::rng_lock();
         for spec in all_presets() {
             let model = spec.init::<TestBackend>(&device());
-            let shapes: std::collections::HashMap<String, Vec<usize>> =
-                param_entries(&model, false)
-                    .into_iter()
-                    .map(|e| (e.path, e.shape))
-                    .collect();
-            let mut observed = Vec::new();
             let x = Tensor::<TestBackend, 4>::random(
                 [2, spec.input.channels, spec.input.height, spec.input.width],
                 Distribution::Default,
                 &device(),
             );
-            let logits = model.forward_observed(x, &mut |name, out| {
-                observed.push((name.to_string(), out.to_vec()))
-            });
-            assert_eq!(logits.dims(), [2, spec.classes]);
-            let mut macs = 0u64;
-            for (name, out) in &observed {
-                let w = shapes
-                    .get(&format!("{name}.weight"))
-                    .or_else(|| shapes.get(&format!("{name}.gamma")));
-                let w = w.unwrap_or_else(|| panic!("no weight for layer {name}"));
-                macs += match w.len() {
-                    // conv weight [out, in/groups, kh, kw]; output [out, h, w]
-                    4 => (out[1] * out[2] * w[0] * w[1] * w[2] * w[3]) as u64,
-                    // linear weight [in, out]
-                    2 => (w[0] * w[1]) as u64,
-                    _ => 0, // batch norm
-                };
-            }
+            let (macs, observed) = observed_macs(&model, x).unwrap();
             assert_eq!(macs, spec.macs(), "{}", spec.describe());
             let spec_layers: Vec<(String, Vec<usize>)> = spec
                 .layers()

@@ -8,7 +8,8 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d
 use burn::tensor::activation::relu;
 use burn::tensor::{Tensor, backend::Backend};
 
-use super::spec::{Arch, ModelSpec};
+use super::arch::Architecture;
+use super::spec::{Arch, InputShape, ModelSpec};
 
 /// Called after every layer that has parameters with the layer's name and its output shape
 /// without the batch dimension. Tests use it to check the analytic MAC count.
@@ -29,7 +30,8 @@ pub trait Classifier<B: Backend> {
     fn forward_observed(&self, images: Tensor<B, 4>, observe: LayerObserver<'_>) -> Tensor<B, 2>;
 }
 
-fn observe<B: Backend, const D: usize>(obs: LayerObserver<'_>, name: &str, t: &Tensor<B, D>) {
+/// Reports `t`'s shape without the batch dimension to `obs` under `name`.
+pub fn observe<B: Backend, const D: usize>(obs: LayerObserver<'_>, name: &str, t: &Tensor<B, D>) {
     obs(name, &t.dims()[1..]);
 }
 
@@ -161,7 +163,7 @@ impl<B: Backend> ModuleVisitor<B> for Materialize {
 /// statistics, running-average update with the module's momentum, biased variance) with the
 /// statistics reduced per axis instead of through `swap_dims` + `reshape`, which burn-flex
 /// copies: measured 6x faster training of the quickstart CNN on flex.
-fn batch_norm<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+pub fn batch_norm<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     if !B::ad_enabled(&x.device()) {
         return bn.forward(x);
     }
@@ -198,63 +200,69 @@ fn pool2() -> MaxPool2d {
     MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init()
 }
 
-impl ModelSpec {
-    /// Builds the burn module with freshly initialized weights (burn's defaults).
+impl<A: Architecture> ModelSpec<A> {
+    /// Builds the burn module with freshly initialized weights.
     ///
     /// The weights are materialized here: burn initializes parameters lazily, and a clone of a
     /// lazy parameter draws its own values, so saving `model.clone()` would store weights the
     /// model never had.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Model<B> {
-        let model = self.build(device);
+    pub fn init<B: Backend>(&self, device: &B::Device) -> A::Model<B> {
+        let model = self.arch.build::<B>(self.input, self.classes, device);
         model.visit(&mut Materialize);
         model
     }
+}
 
-    fn build<B: Backend>(&self, device: &B::Device) -> Model<B> {
-        let c = self.input.channels;
-        match &self.arch {
-            Arch::Mlp { hidden } => {
-                let mut prev = c * self.input.height * self.input.width;
-                let mut layers = Vec::new();
-                for &h in hidden.iter().chain(std::iter::once(&self.classes)) {
-                    layers.push(LinearConfig::new(prev, h).init(device));
-                    prev = h;
-                }
-                Model::Mlp(Mlp { layers })
+/// Builds one of opt-core's own families (see [`Arch`]).
+pub(crate) fn build<B: Backend>(
+    arch: &Arch,
+    input: InputShape,
+    classes: usize,
+    device: &B::Device,
+) -> Model<B> {
+    let c = input.channels;
+    match arch {
+        Arch::Mlp { hidden } => {
+            let mut prev = c * input.height * input.width;
+            let mut layers = Vec::new();
+            for &h in hidden.iter().chain(std::iter::once(&classes)) {
+                layers.push(LinearConfig::new(prev, h).init(device));
+                prev = h;
             }
-            Arch::Lenet5 { conv1, conv2, fc1 } => {
-                let side = |s: usize| ((s - 4) / 2 - 4) / 2;
-                let fc1_in = conv2 * side(self.input.height) * side(self.input.width);
-                Model::Lenet5(LeNet5 {
-                    conv1: Conv2dConfig::new([c, *conv1], [5, 5]).init(device),
-                    conv2: Conv2dConfig::new([*conv1, *conv2], [5, 5]).init(device),
+            Model::Mlp(Mlp { layers })
+        }
+        Arch::Lenet5 { conv1, conv2, fc1 } => {
+            let side = |s: usize| ((s - 4) / 2 - 4) / 2;
+            let fc1_in = conv2 * side(input.height) * side(input.width);
+            Model::Lenet5(LeNet5 {
+                conv1: Conv2dConfig::new([c, *conv1], [5, 5]).init(device),
+                conv2: Conv2dConfig::new([*conv1, *conv2], [5, 5]).init(device),
+                pool: pool2(),
+                fc1: LinearConfig::new(fc1_in, *fc1).init(device),
+                fc2: LinearConfig::new(*fc1, classes).init(device),
+            })
+        }
+        Arch::Cnn { blocks, fc } => {
+            let mut prev = c;
+            let mut mods = Vec::new();
+            for &b in blocks {
+                mods.push(ConvBlock {
+                    conv: Conv2dConfig::new([prev, b], [3, 3])
+                        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                        .with_bias(false)
+                        .init(device),
+                    bn: BatchNormConfig::new(b).init(device),
                     pool: pool2(),
-                    fc1: LinearConfig::new(fc1_in, *fc1).init(device),
-                    fc2: LinearConfig::new(*fc1, self.classes).init(device),
-                })
+                });
+                prev = b;
             }
-            Arch::Cnn { blocks, fc } => {
-                let mut prev = c;
-                let mut mods = Vec::new();
-                for &b in blocks {
-                    mods.push(ConvBlock {
-                        conv: Conv2dConfig::new([prev, b], [3, 3])
-                            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                            .with_bias(false)
-                            .init(device),
-                        bn: BatchNormConfig::new(b).init(device),
-                        pool: pool2(),
-                    });
-                    prev = b;
-                }
-                let shrink = 1usize << blocks.len();
-                let flat = prev * (self.input.height / shrink) * (self.input.width / shrink);
-                Model::Cnn(Cnn {
-                    blocks: mods,
-                    fc: LinearConfig::new(flat, *fc).init(device),
-                    head: LinearConfig::new(*fc, self.classes).init(device),
-                })
-            }
+            let shrink = 1usize << blocks.len();
+            let flat = prev * (input.height / shrink) * (input.width / shrink);
+            Model::Cnn(Cnn {
+                blocks: mods,
+                fc: LinearConfig::new(flat, *fc).init(device),
+                head: LinearConfig::new(*fc, classes).init(device),
+            })
         }
     }
 }

@@ -96,3 +96,35 @@ pub fn count_params<B: Backend, M: Module<B>>(module: &M) -> ParamCounts {
         nonzero: trainable.map(|e| e.nonzero as u64).sum(),
     }
 }
+
+/// Runs one forward pass on `images` and returns the MACs per image that the shapes seen in it
+/// imply (convolution weight `[out, in/groups, kh, kw]` times its output area, linear weight
+/// `[in, out]`), with every observed layer's name and output shape. Tests compare this with a
+/// spec's analytic [`LayerCost`](super::LayerCost)s. An observed layer without a `weight` or
+/// `gamma` parameter is an error.
+pub fn observed_macs<B: Backend, M: Module<B> + super::Classifier<B>>(
+    model: &M,
+    images: Tensor<B, 4>,
+) -> Result<(u64, Vec<(String, Vec<usize>)>), String> {
+    let shapes: std::collections::HashMap<String, Vec<usize>> = param_entries(model, false)
+        .into_iter()
+        .map(|e| (e.path, e.shape))
+        .collect();
+    let mut observed = Vec::new();
+    model.forward_observed(images, &mut |name, out| {
+        observed.push((name.to_string(), out.to_vec()))
+    });
+    let mut macs = 0u64;
+    for (name, out) in &observed {
+        let w = shapes
+            .get(&format!("{name}.weight"))
+            .or_else(|| shapes.get(&format!("{name}.gamma")))
+            .ok_or_else(|| format!("observed layer {name} has no weight or gamma parameter"))?;
+        macs += match w.len() {
+            4 => (out[1] * out[2] * w[0] * w[1] * w[2] * w[3]) as u64,
+            2 => (w[0] * w[1]) as u64,
+            _ => 0, // batch norm
+        };
+    }
+    Ok((macs, observed))
+}

@@ -7,6 +7,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use burn::tensor::backend::Backend;
+
+use super::arch::Architecture;
+use super::nets::Model;
 use crate::error::{CoreError, Result};
 
 /// Shape of one input image.
@@ -75,27 +79,17 @@ fn default_cnn_fc() -> usize {
     128
 }
 
-impl Arch {
-    /// The short family name (`mlp`, `lenet5`, `cnn`).
-    pub fn family(&self) -> &'static str {
-        match self {
-            Arch::Mlp { .. } => "mlp",
-            Arch::Lenet5 { .. } => "lenet5",
-            Arch::Cnn { .. } => "cnn",
-        }
-    }
-}
-
-/// A model: its input, its number of classes and its architecture.
+/// A model: its input, its number of classes and its architecture (opt-core's families by
+/// default; opt-arch adds MobileNet and EfficientNet through the [`Architecture`] trait).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ModelSpec {
+pub struct ModelSpec<A = Arch> {
     /// Shape of one input image.
     pub input: InputShape,
     /// Number of output classes.
     pub classes: usize,
     /// The architecture.
-    pub arch: Arch,
+    pub arch: A,
 }
 
 /// What a layer is, for cost accounting.
@@ -130,7 +124,7 @@ pub fn conv_out(size: usize, kernel: usize, stride: usize, padding: usize) -> us
     (size + 2 * padding).saturating_sub(kernel) / stride + 1
 }
 
-impl ModelSpec {
+impl ModelSpec<Arch> {
     /// The spec of a family with its canonical widths (`mlp` = LeNet-300-100, `lenet5`, `cnn`).
     pub fn preset(family: &str, input: InputShape, classes: usize) -> Result<Self> {
         let arch = match family {
@@ -162,23 +156,18 @@ impl ModelSpec {
         spec.validate()?;
         Ok(spec)
     }
+}
 
-    /// Checks that every width is positive and that the input is large enough.
+impl<A: Architecture> ModelSpec<A> {
+    /// Checks the input and the number of classes, then the architecture's widths.
     pub fn validate(&self) -> Result<()> {
-        let positive = |key: &str, v: usize| {
-            if v == 0 {
-                Err(CoreError::invalid(
-                    format!("model.{key}"),
-                    v,
-                    "must be at least 1",
-                ))
-            } else {
-                Ok(())
-            }
-        };
-        positive("input.channels", self.input.channels)?;
-        positive("input.height", self.input.height)?;
-        positive("input.width", self.input.width)?;
+        for (key, v) in [
+            ("input.channels", self.input.channels),
+            ("input.height", self.input.height),
+            ("input.width", self.input.width),
+        ] {
+            positive(key, v)?;
+        }
         if self.classes < 2 {
             return Err(CoreError::invalid(
                 "data.classes",
@@ -186,7 +175,67 @@ impl ModelSpec {
                 "a classifier needs at least 2 classes",
             ));
         }
-        match &self.arch {
+        self.arch.validate(self.input, self.classes)
+    }
+
+    /// Every layer with parameters, in forward order, with its output shape and cost.
+    pub fn layers(&self) -> Vec<LayerCost> {
+        self.arch.layers(self.input, self.classes)
+    }
+
+    /// Parameters (PyTorch convention).
+    pub fn params(&self) -> u64 {
+        self.layers().iter().map(|l| l.params).sum()
+    }
+
+    /// Multiply-accumulates per image.
+    pub fn macs(&self) -> u64 {
+        self.layers().iter().map(|l| l.macs).sum()
+    }
+
+    /// A one-line description (`lenet5 conv1=20 conv2=50 fc1=500`).
+    pub fn describe(&self) -> String {
+        self.arch.describe()
+    }
+}
+
+/// `Err` naming `model.<key>` when `v` is 0.
+pub fn positive(key: &str, v: usize) -> Result<()> {
+    if v == 0 {
+        Err(CoreError::invalid(
+            format!("model.{key}"),
+            v,
+            "must be at least 1",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+impl Architecture for Arch {
+    type Model<B: Backend> = Model<B>;
+
+    fn family(&self) -> String {
+        match self {
+            Arch::Mlp { .. } => "mlp",
+            Arch::Lenet5 { .. } => "lenet5",
+            Arch::Cnn { .. } => "cnn",
+        }
+        .into()
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Arch::Mlp { hidden } => format!("mlp hidden={hidden:?}"),
+            Arch::Lenet5 { conv1, conv2, fc1 } => {
+                format!("lenet5 conv1={conv1} conv2={conv2} fc1={fc1}")
+            }
+            Arch::Cnn { blocks, fc } => format!("cnn blocks={blocks:?} fc={fc}"),
+        }
+    }
+
+    fn validate(&self, input: InputShape, _classes: usize) -> Result<()> {
+        match self {
             Arch::Mlp { hidden } => {
                 for (i, &h) in hidden.iter().enumerate() {
                     positive(&format!("hidden[{i}]"), h)?;
@@ -197,15 +246,15 @@ impl ModelSpec {
                 positive("conv2", *conv2)?;
                 positive("fc1", *fc1)?;
                 let side = |s: usize| (s.saturating_sub(4) / 2).saturating_sub(4) / 2;
-                if self.input.height < 16 || self.input.width < 16 {
+                if input.height < 16 || input.width < 16 {
                     return Err(CoreError::invalid(
                         "model.arch",
                         "lenet5",
                         format!(
                             "lenet5 needs images of at least 16x16, got {}x{} (side after the convolutions: {})",
-                            self.input.height,
-                            self.input.width,
-                            side(self.input.height.min(self.input.width))
+                            input.height,
+                            input.width,
+                            side(input.height.min(input.width))
                         ),
                     ));
                 }
@@ -223,15 +272,15 @@ impl ModelSpec {
                 }
                 positive("fc", *fc)?;
                 let min = 1usize << blocks.len();
-                if self.input.height < min || self.input.width < min {
+                if input.height < min || input.width < min {
                     return Err(CoreError::invalid(
                         "model.blocks",
                         format!("{blocks:?}"),
                         format!(
                             "{} pooling blocks need images of at least {min}x{min}, got {}x{}; use fewer blocks",
                             blocks.len(),
-                            self.input.height,
-                            self.input.width
+                            input.height,
+                            input.width
                         ),
                     ));
                 }
@@ -240,14 +289,13 @@ impl ModelSpec {
         Ok(())
     }
 
-    /// Every layer with parameters, in forward order, with its output shape and cost.
-    pub fn layers(&self) -> Vec<LayerCost> {
+    fn layers(&self, input: InputShape, classes: usize) -> Vec<LayerCost> {
         let mut out = Vec::new();
         let InputShape {
             channels,
             height,
             width,
-        } = self.input;
+        } = input;
         let conv = |out: &mut Vec<LayerCost>,
                     name: String,
                     cin: usize,
@@ -273,14 +321,10 @@ impl ModelSpec {
                 macs: (i * o) as u64,
             });
         };
-        match &self.arch {
+        match self {
             Arch::Mlp { hidden } => {
                 let mut prev = channels * height * width;
-                for (i, &h) in hidden
-                    .iter()
-                    .chain(std::iter::once(&self.classes))
-                    .enumerate()
-                {
+                for (i, &h) in hidden.iter().chain(std::iter::once(&classes)).enumerate() {
                     linear(&mut out, format!("layers.{i}"), prev, h);
                     prev = h;
                 }
@@ -291,7 +335,7 @@ impl ModelSpec {
                 let (h2, w2) = (conv_out(h1 / 2, 5, 1, 0), conv_out(w1 / 2, 5, 1, 0));
                 conv(&mut out, "conv2".into(), *conv1, *conv2, 5, h2, w2, true);
                 linear(&mut out, "fc1".into(), conv2 * (h2 / 2) * (w2 / 2), *fc1);
-                linear(&mut out, "fc2".into(), *fc1, self.classes);
+                linear(&mut out, "fc2".into(), *fc1, classes);
             }
             Arch::Cnn { blocks, fc } => {
                 let (mut c, mut h, mut w) = (channels, height, width);
@@ -307,31 +351,14 @@ impl ModelSpec {
                     (c, h, w) = (b, h / 2, w / 2);
                 }
                 linear(&mut out, "fc".into(), c * h * w, *fc);
-                linear(&mut out, "head".into(), *fc, self.classes);
+                linear(&mut out, "head".into(), *fc, classes);
             }
         }
         out
     }
 
-    /// Parameters (PyTorch convention).
-    pub fn params(&self) -> u64 {
-        self.layers().iter().map(|l| l.params).sum()
-    }
-
-    /// Multiply-accumulates per image.
-    pub fn macs(&self) -> u64 {
-        self.layers().iter().map(|l| l.macs).sum()
-    }
-
-    /// A one-line description (`lenet5 conv1=20 conv2=50 fc1=500`).
-    pub fn describe(&self) -> String {
-        match &self.arch {
-            Arch::Mlp { hidden } => format!("mlp hidden={hidden:?}"),
-            Arch::Lenet5 { conv1, conv2, fc1 } => {
-                format!("lenet5 conv1={conv1} conv2={conv2} fc1={fc1}")
-            }
-            Arch::Cnn { blocks, fc } => format!("cnn blocks={blocks:?} fc={fc}"),
-        }
+    fn build<B: Backend>(&self, input: InputShape, classes: usize, device: &B::Device) -> Model<B> {
+        super::nets::build(self, input, classes, device)
     }
 }
 
