@@ -89,10 +89,18 @@ fn flex_pipeline_writes_artifacts_and_eval_reproduces_accuracy() {
 
     // Bad weights are input errors, not panics.
     let weights = std::fs::read(stage.join("weights.safetensors")).unwrap();
-    std::fs::write(stage.join("weights.safetensors"), &weights[..weights.len() / 2]).unwrap();
+    std::fs::write(
+        stage.join("weights.safetensors"),
+        &weights[..weights.len() / 2],
+    )
+    .unwrap();
     let o = optkit(&["eval", "--model", stage.to_str().unwrap()]);
     assert_eq!(o.code, 2);
-    assert!(o.stderr.contains("not a valid safetensors file"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("not a valid safetensors file"),
+        "{}",
+        o.stderr
+    );
     std::fs::write(stage.join("weights.safetensors"), &weights).unwrap();
     let meta = std::fs::read_to_string(stage.join("model.json")).unwrap();
     std::fs::write(
@@ -103,7 +111,8 @@ fn flex_pipeline_writes_artifacts_and_eval_reproduces_accuracy() {
     let o = optkit(&["eval", "--model", stage.to_str().unwrap()]);
     assert_eq!(o.code, 2);
     assert!(
-        o.stderr.contains("head.weight has shape [16, 3] in the file, the model needs [24, 3]"),
+        o.stderr
+            .contains("head.weight has shape [16, 3] in the file, the model needs [24, 3]"),
         "{}",
         o.stderr
     );
