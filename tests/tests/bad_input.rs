@@ -179,3 +179,41 @@ fn unknown_subcommand_is_a_usage_error() {
     assert_eq!(o.code, 2);
     assert!(o.stderr.contains("frobnicate"), "{}", o.stderr);
 }
+
+#[test]
+fn bad_architectures() {
+    let out = TempDir::new("o");
+    let zoo = |model: &str| {
+        tiny_config(out.path(), "").replace("arch = \"cnn\"\nblocks = [4, 8]\nfc = 16", model)
+    };
+    let (o, _d) = pipeline_with(&zoo("arch = \"resnet50\""), &[]);
+    assert_input_error(
+        &o,
+        &[
+            "unknown architecture `resnet50`",
+            "mobilenet_v2",
+            "efficientnet_b7",
+        ],
+    );
+    let (o, _d) = pipeline_with(&zoo("arch = \"mobilenet_v2\"\nwidth = 0.0"), &[]);
+    assert_input_error(&o, &["model.width", "positive"]);
+    let (o, _d) = pipeline_with(&zoo("arch = \"mobilenet_v2\"\nwidht = 0.5"), &[]);
+    assert_input_error(&o, &["unknown field `widht`"]);
+    // The ImageNet stem on 28x28 images: stride 32 > 28.
+    let (o, _d) = pipeline_with(&zoo("arch = \"efficientnet_b0\"\nsmall_input = false"), &[]);
+    assert_input_error(&o, &["total stride 32", "28x28", "small_input = true"]);
+    assert!(
+        !out.path().join("baseline").exists(),
+        "nothing trained or written"
+    );
+    for args in [
+        vec!["inspect", "--arch", "mobilenet_v9"],
+        vec!["inspect", "--arch", "mobilenet_v2", "--width", "-1"],
+        vec!["inspect", "--arch", "mobilenet_v2", "--classes", "0"],
+        vec!["inspect", "--arch", "lenet5", "--width", "0.5"],
+    ] {
+        let o = optkit(&args);
+        assert_eq!(o.code, 2, "{args:?}: {}", o.stderr);
+        assert!(o.stderr.starts_with("error: "), "{args:?}: {}", o.stderr);
+    }
+}

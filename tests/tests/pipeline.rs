@@ -112,7 +112,7 @@ fn flex_pipeline_writes_artifacts_and_eval_reproduces_accuracy() {
     assert_eq!(o.code, 2);
     assert!(
         o.stderr
-            .contains("head.weight has shape [16, 3] in the file, the model needs [24, 3]"),
+            .contains("head.weight has shape [16, 10] in the file, the model needs [24, 10]"),
         "{}",
         o.stderr
     );
@@ -133,4 +133,57 @@ fn wgpu_pipeline() {
         .unwrap()
         .to_string();
     eprintln!("wgpu adapter: {device}");
+}
+
+/// A small-input MobileNetV2 and a LeNet-5 trained in one run: two candidates, and the
+/// MobileNet reloads with `optkit eval` to the same accuracy.
+#[test]
+fn mobilenet_and_second_baseline_in_one_run() {
+    let out = TempDir::new("mobilenet");
+    let cfg_dir = TempDir::new("cfg");
+    let cfg = tiny_config(
+        out.path(),
+        "[[stages]]\nkind = \"baseline\"\nname = \"lenet5\"\nmodel = { arch = \"lenet5\" }\n",
+    )
+    .replace(
+        "arch = \"cnn\"\nblocks = [4, 8]\nfc = 16",
+        "arch = \"mobilenet_v2\"\nwidth = 0.25",
+    )
+    .replace("epochs = 2", "epochs = 1");
+    let cfg = cfg_dir.write("mobile.toml", cfg);
+    let o = optkit(&[
+        "pipeline",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--backend",
+        "flex",
+    ]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
+    let c = report["candidates"].as_array().unwrap();
+    assert_eq!(c.len(), 2);
+    assert!(
+        c[0]["arch"].as_str().unwrap().starts_with("mobilenet_v2"),
+        "{}",
+        c[0]["arch"]
+    );
+    assert_eq!(c[1]["arch"], "lenet5 conv1=20 conv2=50 fc1=500");
+    assert_eq!(c[1]["params"], 431_080);
+    let model: Value = serde_json::from_slice(
+        &std::fs::read(out.path().join("baseline").join("model.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(model["spec"]["arch"]["arch"], "mobilenet_v2");
+    assert_eq!(model["spec"]["arch"]["stem_stride"], 1);
+    let again = dispatch(
+        BackendKind::Flex,
+        EvalModel {
+            dir: out.path().join("baseline"),
+            data_dir: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(again.eval.accuracy, c[0]["accuracy"].as_f64().unwrap());
+    assert_eq!(again.eval.params, c[0]["params"].as_u64().unwrap());
 }

@@ -106,7 +106,8 @@ fn target_dir() -> Result<std::path::PathBuf, u8> {
 /// Allowed normal dependencies between workspace crates (ARCHITECTURE.md).
 const ALLOWED: &[(&str, &[&str])] = &[
     ("opt-core", &[]),
-    ("opt-cli", &["opt-core"]),
+    ("opt-arch", &["opt-core"]),
+    ("opt-cli", &["opt-core", "opt-arch"]),
     ("xtask", &[]),
 ];
 

@@ -287,3 +287,128 @@ impl<'de> Deserialize<'de> for ArchChoice {
         }
     }
 }
+
+impl Serialize for ArchChoice {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            ArchChoice::Explicit(a) => a.serialize(s),
+            ArchChoice::Preset(p) => {
+                let mut map = serde_json::Map::new();
+                map.insert("arch".into(), Value::String(p.family.name()));
+                map.insert("width".into(), serde_json::json!(p.width));
+                if let Some(v) = p.small_input {
+                    map.insert("small_input".into(), Value::Bool(v));
+                }
+                if let Some(v) = p.dropout {
+                    map.insert("dropout".into(), serde_json::json!(v));
+                }
+                Value::Object(map).serialize(s)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MNIST: InputShape = InputShape {
+        channels: 1,
+        height: 28,
+        width: 28,
+    };
+
+    #[test]
+    fn presets_and_explicit_specs_parse_and_round_trip() {
+        let choice: ArchChoice =
+            serde_json::from_str(r#"{"arch": "mobilenet_v2", "width": 0.5}"#).unwrap();
+        let arch = choice.resolve(MNIST).unwrap();
+        let ZooArch::Mobilenet { spec, .. } = &arch else {
+            panic!("{arch:?}")
+        };
+        assert_eq!(
+            (spec.stem, spec.stem_stride, spec.total_stride()),
+            (16, 1, 8)
+        );
+        // The explicit form (what model.json stores) reads back as itself, as a spec and as a
+        // choice.
+        let json = serde_json::to_string(&arch).unwrap();
+        assert!(json.contains("\"arch\":\"mobilenet_v2\""), "{json}");
+        assert_eq!(serde_json::from_str::<ZooArch>(&json).unwrap(), arch);
+        assert_eq!(
+            serde_json::from_str::<ArchChoice>(&json).unwrap(),
+            ArchChoice::Explicit(arch)
+        );
+        let core: ArchChoice = serde_json::from_str(r#"{"arch": "lenet5"}"#).unwrap();
+        assert_eq!(core.family(), "lenet5");
+        let again: ArchChoice =
+            serde_json::from_str(&serde_json::to_string(&choice).unwrap()).unwrap();
+        assert_eq!(again, choice);
+    }
+
+    #[test]
+    fn bad_choices_say_what_is_wrong() {
+        let err = |s: &str| {
+            serde_json::from_str::<ArchChoice>(s)
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err(r#"{"arch": "resnet50"}"#);
+        assert!(
+            e.contains("unknown architecture `resnet50`") && e.contains("efficientnet_b7"),
+            "{e}"
+        );
+        let e = err(r#"{"arch": "mobilenet_v2", "widht": 0.5}"#);
+        assert!(e.contains("unknown field `widht`"), "{e}");
+        let e = err(r#"{"width": 0.5}"#);
+        assert!(e.contains("missing `arch`"), "{e}");
+        let e = ArchChoice::named("vgg").unwrap_err().to_string();
+        assert!(e.contains("unknown architecture `vgg`"), "{e}");
+        for w in [0.0, -1.0, f64::NAN] {
+            let p = Preset {
+                width: w,
+                ..Preset::new(Family::MobilenetV3Small)
+            };
+            let e = p.build(MNIST).unwrap_err().to_string();
+            assert!(e.contains("model.width"), "{e}");
+        }
+    }
+
+    #[test]
+    fn input_smaller_than_the_total_stride_is_an_error() {
+        let input = InputShape {
+            channels: 3,
+            height: 16,
+            width: 16,
+        };
+        let p = Preset {
+            small_input: Some(false),
+            ..Preset::new(Family::Efficientnet(0))
+        };
+        let spec = opt_core::model::ModelSpec {
+            input,
+            classes: 10,
+            arch: p.build(input).unwrap(),
+        };
+        let e = spec.validate().unwrap_err().to_string();
+        assert!(e.contains("total stride 32") && e.contains("16x16"), "{e}");
+        let mut zero = spec.clone();
+        zero.classes = 0;
+        assert!(
+            zero.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("data.classes")
+        );
+        let ZooArch::Mobilenet { mut spec, family } = spec.arch else {
+            unreachable!()
+        };
+        spec.stages[1][1].residual = false;
+        spec.stages[1][0].residual = true;
+        let e = ZooArch::Mobilenet { family, spec }
+            .validate(MNIST, 10)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("model.stages[1][0].residual"), "{e}");
+    }
+}

@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use burn::tensor::backend::AutodiffBackend;
+use opt_arch::ArchChoice;
 use opt_core::data::{Batcher, DataSource, Normalization};
 use opt_core::model::{InputShape, ModelSpec};
 use opt_core::train::{DefaultHooks, TrainConfig, TrainData, seed_backend, train};
@@ -44,7 +45,12 @@ impl BackendTask for BenchTrain {
             height: 28,
             width: 28,
         };
-        let spec = ModelSpec::preset(&self.arch, input, 10)?;
+        let spec = ModelSpec {
+            input,
+            classes: 10,
+            arch: ArchChoice::named(&self.arch)?.resolve(input)?,
+        };
+        spec.validate()?;
         let batcher = Batcher {
             norm: Normalization::of(&data),
         };

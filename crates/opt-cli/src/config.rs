@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use opt_arch::ArchChoice;
 use opt_core::data::DataSource;
 use opt_core::eval::MeasureConfig;
-use opt_core::model::Arch;
 use opt_core::train::TrainConfig;
 use serde::{Deserialize, Serialize};
 
@@ -60,6 +60,9 @@ pub enum StageSection {
     Baseline {
         /// Candidate name (default `baseline`).
         name: Option<String>,
+        /// Architecture of this candidate (default: `[model]`), so one run can train several
+        /// baselines and compare them.
+        model: Option<ArchChoice>,
     },
 }
 
@@ -115,8 +118,9 @@ pub struct PipelineFile {
     /// `[data]`.
     #[serde(default)]
     pub data: DataSection,
-    /// `[model]`: `arch` plus optional widths.
-    pub model: Arch,
+    /// `[model]`: `arch` (mlp, lenet5, cnn, mobilenet_v1, mobilenet_v2, mobilenet_v3_large,
+    /// mobilenet_v3_small, efficientnet_b0..b7) plus widths or preset knobs.
+    pub model: ArchChoice,
     /// `[train]`.
     #[serde(default)]
     pub train: TrainConfig,
@@ -271,7 +275,7 @@ fn validate(path: &Path, mut file: PipelineFile, ov: Overrides) -> Result<Pipeli
 /// The candidate name of a stage.
 pub fn stage_name(s: &StageSection) -> &str {
     match s {
-        StageSection::Baseline { name } => name.as_deref().unwrap_or("baseline"),
+        StageSection::Baseline { name, .. } => name.as_deref().unwrap_or("baseline"),
     }
 }
 
@@ -286,10 +290,10 @@ mod tests {
         let f = parse(MIN).unwrap();
         assert_eq!(
             f.model,
-            Arch::Cnn {
+            opt_arch::ArchChoice::Explicit(opt_arch::ZooArch::Core(opt_core::model::Arch::Cnn {
                 blocks: vec![16, 32, 64],
                 fc: 128
-            }
+            }))
         );
         assert_eq!(f.train, TrainConfig::default());
         assert_eq!(f.data.classes, 10);

@@ -51,7 +51,7 @@ fn run_inner<B: Backend>(
     backend: BackendKind,
     device_name: String,
 ) -> Result<EvalOutput> {
-    let (meta, model, saved) = load_model::<B, opt_core::model::Arch>(&task.dir, &device)?;
+    let (meta, model, saved) = load_model::<B, opt_arch::ZooArch>(&task.dir, &device)?;
     let (source, limit) = match (&task.data_dir, &meta.test_data) {
         (Some(d), _) => (DataSource::Dir { path: d.clone() }, None),
         (None, Some(t)) => (t.source.clone(), t.test_limit),

@@ -14,6 +14,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod evaluate;
+pub mod inspect;
 pub mod pipeline;
 
 use std::ffi::OsString;
@@ -139,6 +140,27 @@ fn run(cli: Cli) -> Result<()> {
                     out.eval.accuracy, r
                 );
             }
+            Ok(())
+        }
+        Command::Inspect {
+            arch,
+            input_size,
+            in_channels,
+            classes,
+            width,
+            small_input,
+            layers,
+        } => {
+            let report = inspect::inspect(&inspect::InspectRequest {
+                arch,
+                input_size,
+                in_channels,
+                classes,
+                width,
+                small_input,
+                layers,
+            })?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
         Command::Bench {

@@ -62,15 +62,23 @@ impl BackendTask for RunPipeline {
             height: train_ds.height,
             width: train_ds.width,
         };
-        let spec = ModelSpec {
-            input,
-            classes: f.data.classes,
-            arch: f.model.clone(),
-        };
-        spec.validate()?;
+        // Every stage's spec is checked before any training starts.
+        let mut specs = Vec::new();
+        for stage in &f.stages {
+            let StageSection::Baseline { model, .. } = stage;
+            let spec = ModelSpec {
+                input,
+                classes: f.data.classes,
+                arch: model.as_ref().unwrap_or(&f.model).resolve(input)?,
+            };
+            spec.validate()?;
+            specs.push(spec);
+        }
         tracing::info!(
-            model = %spec.describe(), params = spec.params(), macs = spec.macs(),
-            train = train_ds.len(), valid = valid_ds.len(), test = splits.test.len(), "pipeline ready"
+            train = train_ds.len(),
+            valid = valid_ds.len(),
+            test = splits.test.len(),
+            "pipeline ready"
         );
         let class_names: Vec<String> = if f.data.classes == 10 {
             FASHION_MNIST_CLASSES
@@ -82,12 +90,13 @@ impl BackendTask for RunPipeline {
         };
 
         let mut candidates = Vec::new();
-        for stage in &f.stages {
+        for (stage, spec) in f.stages.iter().zip(&specs) {
             let name = stage_name(stage).to_string();
             let dir = p.out.join(&name);
             let _span = tracing::info_span!("stage", name = %name).entered();
             match stage {
                 StageSection::Baseline { .. } => {
+                    tracing::info!(model = %spec.describe(), params = spec.params(), macs = spec.macs(), "training");
                     seed_backend::<B>(&device, f.train.seed);
                     let model = spec.init::<B>(&device);
                     let data = TrainData {
@@ -111,7 +120,7 @@ impl BackendTask for RunPipeline {
                     let saved = save_model(&dir, &meta, &model)?;
                     let eval = measure(
                         &model,
-                        &spec,
+                        spec,
                         &saved,
                         &splits.test,
                         &batcher,
