@@ -3,6 +3,7 @@
 
 use opt_cli::backend::{BackendKind, dispatch};
 use opt_cli::evaluate::EvalModel;
+use opt_core::eval::MeasureConfig;
 use optkit_tests::{TempDir, optkit, tiny_config};
 use serde_json::Value;
 
@@ -20,6 +21,14 @@ const CONTRACT: [&str; 12] = [
     "throughput_per_s",
     "backend",
 ];
+
+/// Enough timing for a test; accuracy is computed on the whole test split regardless.
+const FAST: MeasureConfig = MeasureConfig {
+    latency_runs: 5,
+    warmup_runs: 1,
+    throughput_batch: 64,
+    throughput_runs: 1,
+};
 
 fn run_tiny(backend: &str, epochs: usize) -> (TempDir, Value) {
     let out = TempDir::new(backend);
@@ -78,6 +87,7 @@ fn flex_pipeline_writes_artifacts_and_eval_reproduces_accuracy() {
         EvalModel {
             dir: stage.clone(),
             data_dir: None,
+            measure: FAST,
         },
     )
     .unwrap();
@@ -181,6 +191,7 @@ fn mobilenet_and_second_baseline_in_one_run() {
         EvalModel {
             dir: out.path().join("baseline"),
             data_dir: None,
+            measure: FAST,
         },
     )
     .unwrap();

@@ -278,7 +278,7 @@ impl MobileNetSpec {
         }
         check_rate("dropout", self.dropout)?;
         check_rate("drop_path", self.drop_path)?;
-        if !(self.bn_eps > 0.0) {
+        if self.bn_eps.is_nan() || self.bn_eps <= 0.0 {
             return Err(invalid("bn_eps".into(), self.bn_eps, "must be positive"));
         }
         if !(self.bn_momentum > 0.0 && self.bn_momentum <= 1.0) {
@@ -346,7 +346,7 @@ impl MobileNetV1Spec {
             check_stride(format!("blocks[{i}].stride"), b.stride)?;
         }
         check_rate("dropout", self.dropout)?;
-        if !(self.bn_eps > 0.0) {
+        if self.bn_eps.is_nan() || self.bn_eps <= 0.0 {
             return Err(invalid("bn_eps".into(), self.bn_eps, "must be positive"));
         }
         check_total_stride(input, self.total_stride(), "mobilenet_v1")

@@ -373,4 +373,39 @@ mod tests {
             }
         );
     }
+
+    /// Every shipped recipe parses and validates, and each stage's model resolves to a valid
+    /// spec for 28x28 grayscale images.
+    #[test]
+    fn shipped_configs_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "toml") {
+                continue;
+            }
+            let p = load(&path, Overrides::default()).unwrap();
+            let input = opt_core::model::InputShape {
+                channels: 1,
+                height: 28,
+                width: 28,
+            };
+            for stage in &p.file.stages {
+                let StageSection::Baseline { model, .. } = stage;
+                let spec = opt_core::model::ModelSpec {
+                    input,
+                    classes: p.file.data.classes,
+                    arch: model
+                        .as_ref()
+                        .unwrap_or(&p.file.model)
+                        .resolve(input)
+                        .unwrap(),
+                };
+                spec.validate().unwrap();
+            }
+            seen += 1;
+        }
+        assert!(seen >= 4, "{seen} configs");
+    }
 }

@@ -30,6 +30,8 @@ pub struct EvalModel {
     pub dir: PathBuf,
     /// Test data override.
     pub data_dir: Option<PathBuf>,
+    /// How carefully to time it.
+    pub measure: MeasureConfig,
 }
 
 impl BackendTask for EvalModel {
@@ -73,7 +75,7 @@ fn run_inner<B: Backend>(
         &saved,
         &test,
         &batcher,
-        &MeasureConfig::default(),
+        &task.measure,
         Platform {
             backend: backend.name(),
             device: &device_name,

@@ -126,6 +126,7 @@ fn run(cli: Cli) -> Result<()> {
                 evaluate::EvalModel {
                     dir: model,
                     data_dir,
+                    measure: Default::default(),
                 },
             )?;
             println!("{}", serde_json::to_string_pretty(&out)?);

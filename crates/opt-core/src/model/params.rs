@@ -97,6 +97,9 @@ pub fn count_params<B: Backend, M: Module<B>>(module: &M) -> ParamCounts {
     }
 }
 
+/// Layer names and output shapes (without the batch dimension) seen in a forward pass.
+pub type ObservedLayers = Vec<(String, Vec<usize>)>;
+
 /// Runs one forward pass on `images` and returns the MACs per image that the shapes seen in it
 /// imply (convolution weight `[out, in/groups, kh, kw]` times its output area, linear weight
 /// `[in, out]`), with every observed layer's name and output shape. Tests compare this with a
@@ -105,7 +108,7 @@ pub fn count_params<B: Backend, M: Module<B>>(module: &M) -> ParamCounts {
 pub fn observed_macs<B: Backend, M: Module<B> + super::Classifier<B>>(
     model: &M,
     images: Tensor<B, 4>,
-) -> Result<(u64, Vec<(String, Vec<usize>)>), String> {
+) -> Result<(u64, ObservedLayers), String> {
     let shapes: std::collections::HashMap<String, Vec<usize>> = param_entries(model, false)
         .into_iter()
         .map(|e| (e.path, e.shape))
