@@ -43,7 +43,7 @@ impl Activation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::{TestBackend, device};
+    use opt_core::test_util::{TestBackend, device};
 
     #[test]
     fn values_match_the_definitions() {

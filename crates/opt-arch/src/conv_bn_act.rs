@@ -89,8 +89,8 @@ impl<B: Backend> ConvBnAct<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::{TestBackend, device};
     use burn::tensor::Distribution;
+    use opt_core::test_util::{TestBackend, device};
 
     #[test]
     fn depthwise_strided_shapes_and_observations() {

@@ -69,9 +69,9 @@ impl<B: Backend> DepthwiseSeparable<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::{TestBackend, device};
     use burn::tensor::Distribution;
     use opt_core::model::count_params;
+    use opt_core::test_util::{TestBackend, device};
 
     #[test]
     fn shapes_and_parameter_count() {

@@ -47,11 +47,6 @@ impl Family {
         Family::all().into_iter().find(|f| f.name() == name)
     }
 
-    /// Whether this family is built from inverted residual blocks (all but MobileNetV1).
-    pub fn is_inverted_residual(self) -> bool {
-        self != Family::MobilenetV1
-    }
-
     /// Activation of the stem and of the last 1x1 convolution.
     pub fn stem_activation(self) -> Activation {
         match self {

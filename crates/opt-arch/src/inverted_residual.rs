@@ -197,9 +197,9 @@ impl<B: Backend> InvertedResidual<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::{TestBackend, device};
     use burn::tensor::Distribution;
     use opt_core::model::count_params;
+    use opt_core::test_util::{TestBackend, device};
 
     fn run(cfg: &InvertedResidualConfig, hw: usize) -> (Vec<usize>, Vec<String>, u64) {
         let block = cfg.init::<TestBackend>(&device());

@@ -33,9 +33,6 @@ pub mod stochastic_depth;
 pub mod torch_names;
 pub mod zoo;
 
-#[cfg(test)]
-pub(crate) mod test_util;
-
 pub use activation::Activation;
 pub use family::Family;
 pub use make_divisible::make_divisible;

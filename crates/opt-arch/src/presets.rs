@@ -85,14 +85,12 @@ impl Preset {
             Family::MobilenetV1 => {
                 let mut spec = mobilenet_v1(w);
                 if small {
-                    spec.stem_stride = 1;
-                    if let Some(b) = spec.blocks.iter_mut().find(|b| b.stride == 2) {
-                        b.stride = 1;
-                    }
+                    small_input_strides(
+                        &mut spec.stem_stride,
+                        spec.blocks.iter_mut().map(|b| &mut b.stride),
+                    );
                 }
-                if let Some(d) = self.dropout {
-                    spec.dropout = d;
-                }
+                spec.dropout = self.dropout.unwrap_or(spec.dropout);
                 ZooArch::MobilenetV1(spec)
             }
             family => {
@@ -104,18 +102,25 @@ impl Preset {
                     Family::MobilenetV1 => unreachable!("handled above"),
                 };
                 if small {
-                    spec.stem_stride = 1;
-                    if let Some(b) = spec.stages.iter_mut().flatten().find(|b| b.stride == 2) {
-                        b.stride = 1;
-                    }
+                    small_input_strides(
+                        &mut spec.stem_stride,
+                        spec.stages.iter_mut().flatten().map(|b| &mut b.stride),
+                    );
                 }
-                if let Some(d) = self.dropout {
-                    spec.dropout = d;
-                }
+                spec.dropout = self.dropout.unwrap_or(spec.dropout);
                 ZooArch::Mobilenet { family, spec }
             }
         };
         Ok(arch)
+    }
+}
+
+/// The small-input stem: stride 1 in the stem and in the first stride-2 block, so the total
+/// stride drops by 4 (a block keeps its residual flag as built).
+fn small_input_strides<'a>(stem: &mut usize, mut blocks: impl Iterator<Item = &'a mut usize>) {
+    *stem = 1;
+    if let Some(s) = blocks.find(|s| **s == 2) {
+        *s = 1;
     }
 }
 

@@ -103,7 +103,7 @@ impl Costs {
         }
     }
 
-    /// A convolution with "same" padding on the current feature map (or on 1x1 when `pooled`).
+    /// A convolution with "same" padding on the current feature map.
     #[allow(clippy::too_many_arguments)]
     fn conv(
         &mut self,
@@ -295,7 +295,9 @@ impl MobileNetSpec {
     pub fn layers(&self, input: InputShape, classes: usize) -> Vec<LayerCost> {
         let mut c = Costs::new(input);
         c.conv_bn("stem", input.channels, self.stem, 3, self.stem_stride, 1);
+        let mut last = self.stem;
         for (i, (cin, b)) in self.blocks().into_iter().enumerate() {
+            last = b.out;
             let name = format!("blocks.{i}");
             let hidden = b.expanded.unwrap_or(cin);
             if let Some(e) = b.expanded {
@@ -314,7 +316,6 @@ impl MobileNetSpec {
             }
             c.conv_bn(&format!("{name}.project"), hidden, b.out, 1, 1, 1);
         }
-        let last = self.blocks().last().map_or(self.stem, |(_, b)| b.out);
         c.conv_bn("head", last, self.head, 1, 1, 1);
         let features = match self.hidden {
             Some(h) => {

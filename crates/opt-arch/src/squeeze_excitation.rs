@@ -67,8 +67,8 @@ impl<B: Backend> SqueezeExcitation<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::{TestBackend, device};
     use burn::tensor::{Distribution, Tolerance};
+    use opt_core::test_util::{TestBackend, device};
 
     /// With zero weights the gate is constant: sigmoid(0) = 0.5, hard-sigmoid(0) = 0.5.
     #[test]

@@ -20,7 +20,7 @@ pub fn stochastic_depth<B: Backend>(x: Tensor<B, 4>, prob: f64) -> Tensor<B, 4> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::{TestAutodiff, TestBackend, device, rng_lock};
+    use opt_core::test_util::{TestAutodiff, TestBackend, device, rng_lock};
 
     #[test]
     fn identity_at_inference() {

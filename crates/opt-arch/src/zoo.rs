@@ -13,6 +13,7 @@ use opt_core::model::{
 };
 use opt_core::{CoreError, Result};
 use serde::de::Error as _;
+use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
@@ -146,18 +147,23 @@ impl Serialize for ZooArch {
         let tagged = |family: Family, value: std::result::Result<Value, serde_json::Error>| {
             let mut map = serde_json::Map::new();
             map.insert("arch".into(), Value::String(family.name()));
-            if let Ok(Value::Object(fields)) = value {
-                map.extend(fields);
+            match value.map_err(S::Error::custom)? {
+                Value::Object(fields) => map.extend(fields),
+                other => {
+                    return Err(S::Error::custom(format!(
+                        "a spec must be an object, got {other}"
+                    )));
+                }
             }
-            Value::Object(map)
+            Ok(Value::Object(map))
         };
         match self {
             ZooArch::Core(a) => a.serialize(s),
             ZooArch::MobilenetV1(spec) => {
-                tagged(Family::MobilenetV1, serde_json::to_value(spec)).serialize(s)
+                tagged(Family::MobilenetV1, serde_json::to_value(spec))?.serialize(s)
             }
             ZooArch::Mobilenet { family, spec } => {
-                tagged(*family, serde_json::to_value(spec)).serialize(s)
+                tagged(*family, serde_json::to_value(spec))?.serialize(s)
             }
         }
     }

@@ -44,30 +44,7 @@ pub enum Command {
         data_dir: Option<PathBuf>,
     },
     /// Print an architecture's parameters and MACs as JSON (no weights are built).
-    Inspect {
-        /// Family as torchvision names it: mobilenet_v1, mobilenet_v2, mobilenet_v3_large,
-        /// mobilenet_v3_small, efficientnet_b0 … efficientnet_b7; or mlp, lenet5, cnn.
-        #[arg(long)]
-        arch: String,
-        /// Square input side in pixels.
-        #[arg(long, default_value_t = 224)]
-        input_size: usize,
-        /// Input channels.
-        #[arg(long, default_value_t = 3)]
-        in_channels: usize,
-        /// Number of classes.
-        #[arg(long, default_value_t = 1000)]
-        classes: usize,
-        /// Width multiplier (MobileNet/EfficientNet; 1.0 is the published network).
-        #[arg(long)]
-        width: Option<f64>,
-        /// Small-input stem (total stride 8): on/off; default on below 64 pixels.
-        #[arg(long)]
-        small_input: Option<bool>,
-        /// Also print every layer's output shape, parameters and MACs.
-        #[arg(long)]
-        layers: bool,
-    },
+    Inspect(crate::inspect::InspectRequest),
     /// Time training steps of a model on each compiled backend and print the ratios.
     Bench {
         /// Model family: mlp, lenet5, cnn, or a MobileNet/EfficientNet family (small-input stem).

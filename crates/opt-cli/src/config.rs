@@ -4,9 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use opt_arch::ArchChoice;
+use opt_arch::{ArchChoice, ZooArch};
 use opt_core::data::DataSource;
 use opt_core::eval::MeasureConfig;
+use opt_core::model::{InputShape, ModelSpec};
 use opt_core::train::TrainConfig;
 use serde::{Deserialize, Serialize};
 
@@ -155,6 +156,26 @@ pub struct Pipeline {
     pub out: PathBuf,
     /// Backend name, if chosen by file or flag.
     pub backend: Option<String>,
+}
+
+impl Pipeline {
+    /// The validated model spec of every stage, in order, for images of shape `input`.
+    pub fn stage_specs(&self, input: InputShape) -> Result<Vec<ModelSpec<ZooArch>>> {
+        let f = &self.file;
+        f.stages
+            .iter()
+            .map(|stage| {
+                let StageSection::Baseline { model, .. } = stage;
+                let spec = ModelSpec {
+                    input,
+                    classes: f.data.classes,
+                    arch: model.as_ref().unwrap_or(&f.model).resolve(input)?,
+                };
+                spec.validate()?;
+                Ok(spec)
+            })
+            .collect()
+    }
 }
 
 /// Reads, parses and validates a pipeline file.
@@ -386,24 +407,12 @@ mod tests {
                 continue;
             }
             let p = load(&path, Overrides::default()).unwrap();
-            let input = opt_core::model::InputShape {
+            let input = InputShape {
                 channels: 1,
                 height: 28,
                 width: 28,
             };
-            for stage in &p.file.stages {
-                let StageSection::Baseline { model, .. } = stage;
-                let spec = opt_core::model::ModelSpec {
-                    input,
-                    classes: p.file.data.classes,
-                    arch: model
-                        .as_ref()
-                        .unwrap_or(&p.file.model)
-                        .resolve(input)
-                        .unwrap(),
-                };
-                spec.validate().unwrap();
-            }
+            p.stage_specs(input).unwrap();
             seen += 1;
         }
         assert!(seen >= 4, "{seen} configs");

@@ -5,22 +5,30 @@ use opt_arch::{ArchChoice, Preset, ZooArch};
 use opt_core::model::{InputShape, LayerCost, ModelSpec};
 use serde::Serialize;
 
-/// What `optkit inspect` asks for.
-#[derive(Debug, Clone)]
+/// What `optkit inspect` asks for (its command-line arguments).
+#[derive(Debug, Clone, clap::Args)]
 pub struct InspectRequest {
-    /// Family name.
+    /// Family as torchvision names it: mobilenet_v1, mobilenet_v2, mobilenet_v3_large,
+    /// mobilenet_v3_small, efficientnet_b0 … efficientnet_b7; or mlp, lenet5, cnn.
+    #[arg(long)]
     pub arch: String,
-    /// Square input side.
+    /// Square input side in pixels.
+    #[arg(long, default_value_t = 224)]
     pub input_size: usize,
     /// Input channels.
+    #[arg(long, default_value_t = 3)]
     pub in_channels: usize,
-    /// Classes.
+    /// Number of classes.
+    #[arg(long, default_value_t = 1000)]
     pub classes: usize,
-    /// Width multiplier.
+    /// Width multiplier (MobileNet/EfficientNet; 1.0 is the published network).
+    #[arg(long)]
     pub width: Option<f64>,
-    /// Small-input stem.
+    /// Small-input stem (total stride 8): on/off; default on below 64 pixels.
+    #[arg(long)]
     pub small_input: Option<bool>,
-    /// Include the per-layer table.
+    /// Also print every layer's output shape, parameters and MACs.
+    #[arg(long)]
     pub layers: bool,
 }
 

@@ -143,24 +143,8 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Inspect {
-            arch,
-            input_size,
-            in_channels,
-            classes,
-            width,
-            small_input,
-            layers,
-        } => {
-            let report = inspect::inspect(&inspect::InspectRequest {
-                arch,
-                input_size,
-                in_channels,
-                classes,
-                width,
-                small_input,
-                layers,
-            })?;
+        Command::Inspect(req) => {
+            let report = inspect::inspect(&req)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }

@@ -10,7 +10,7 @@ use opt_core::artifact::{ModelMeta, TestDataRef, WEIGHTS_FILE, save_model};
 use opt_core::data::{Batcher, FASHION_MNIST_CLASSES, Normalization};
 use opt_core::eval::{Platform, measure};
 use opt_core::fsutil::{write_atomic, write_json_atomic};
-use opt_core::model::{InputShape, ModelSpec};
+use opt_core::model::InputShape;
 use opt_core::report::{Candidate, PipelineReport};
 use opt_core::train::{DefaultHooks, TrainData, seed_backend, train};
 
@@ -63,17 +63,7 @@ impl BackendTask for RunPipeline {
             width: train_ds.width,
         };
         // Every stage's spec is checked before any training starts.
-        let mut specs = Vec::new();
-        for stage in &f.stages {
-            let StageSection::Baseline { model, .. } = stage;
-            let spec = ModelSpec {
-                input,
-                classes: f.data.classes,
-                arch: model.as_ref().unwrap_or(&f.model).resolve(input)?,
-            };
-            spec.validate()?;
-            specs.push(spec);
-        }
+        let specs = p.stage_specs(input)?;
         tracing::info!(
             train = train_ds.len(),
             valid = valid_ds.len(),

@@ -35,8 +35,8 @@ pub mod rng;
 pub mod train;
 pub mod weights;
 
-#[cfg(test)]
-pub(crate) mod test_util;
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;
 
 pub use error::{CoreError, Result};
 
