@@ -7,6 +7,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
 use burn::tensor::{Tensor, backend::Backend};
 use opt_core::model::{LayerObserver, batch_norm, observe};
+use opt_core::ops::conv2d_module;
 
 use crate::activation::Activation;
 
@@ -78,7 +79,7 @@ impl<B: Backend> ConvBnAct<B> {
     /// - x: `[batch, in, h, w]`
     /// - output: `[batch, out, h', w']` with `h' = (h - 1) / stride + 1` for odd kernels
     pub fn forward(&self, x: Tensor<B, 4>, name: &str, obs: LayerObserver<'_>) -> Tensor<B, 4> {
-        let x = self.conv.forward(x);
+        let x = conv2d_module(&self.conv, x);
         observe(obs, &format!("{name}.conv"), &x);
         let x = batch_norm(&self.bn, x);
         observe(obs, &format!("{name}.bn"), &x);

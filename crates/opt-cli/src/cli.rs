@@ -45,7 +45,8 @@ pub enum Command {
     },
     /// Print an architecture's parameters and MACs as JSON (no weights are built).
     Inspect(crate::inspect::InspectRequest),
-    /// Time training steps of a model on each compiled backend and print the ratios.
+    /// Time training steps and forward passes of a model on each compiled backend and print the
+    /// ratios.
     Bench {
         /// Model family: mlp, lenet5, cnn, or a MobileNet/EfficientNet family (small-input stem).
         #[arg(long, default_value = "lenet5")]
@@ -59,5 +60,9 @@ pub enum Command {
         /// Backends to compare (default: every compiled one).
         #[arg(long, value_delimiter = ',')]
         backends: Vec<String>,
+        /// Also time each backend with optkit's fast CPU paths off (burn's own batch norm and
+        /// convolution backward) and print the speedups.
+        #[arg(long)]
+        reference: bool,
     },
 }

@@ -153,35 +153,63 @@ fn run(cli: Cli) -> Result<()> {
             batch_size,
             steps,
             backends,
+            reference,
         } => {
             let kinds: Vec<BackendKind> = if backends.is_empty() {
                 BackendKind::compiled_in()
             } else {
                 backends.iter().map(|b| b.parse()).collect::<Result<_>>()?
             };
-            let mut results = Vec::new();
+            let modes: &[bool] = if reference { &[true, false] } else { &[true] };
+            let mut results: Vec<bench::BenchResult> = Vec::new();
             for kind in kinds {
-                let r = dispatch(
-                    kind,
-                    bench::BenchTrain {
-                        arch: arch.clone(),
-                        batch_size,
-                        steps,
-                    },
-                )?;
-                println!(
-                    "{:>8}: {:>9.1} samples/s  ({})",
-                    r.backend, r.samples_per_s, r.device
-                );
-                results.push(r);
-            }
-            if let Some(first) = results.first() {
-                for r in &results[1..] {
+                for &fast in modes {
+                    opt_core::ops::set_fast_paths(fast);
+                    let r = dispatch(
+                        kind,
+                        bench::BenchTrain {
+                            arch: arch.clone(),
+                            batch_size,
+                            steps,
+                        },
+                    )?;
                     println!(
-                        "ratio {}/{}: {:.2}x",
+                        "{:>8} ({}): train {:>9.1} samples/s, forward {:>9.1} samples/s, \
+                         batch-1 latency {:.2} ms  ({})",
+                        r.backend,
+                        if fast { "optkit paths" } else { "burn paths" },
+                        r.samples_per_s,
+                        r.infer_samples_per_s,
+                        r.latency_ms,
+                        r.device
+                    );
+                    results.push(r);
+                }
+            }
+            opt_core::ops::set_fast_paths(true);
+            let fast: Vec<&bench::BenchResult> = results.iter().filter(|r| r.fast_paths).collect();
+            for r in &results {
+                if let Some(f) = fast
+                    .iter()
+                    .find(|f| f.backend == r.backend && !r.fast_paths)
+                {
+                    println!(
+                        "speedup of optkit paths on {}: train {:.2}x, forward {:.2}x, batch-1 {:.2}x",
+                        r.backend,
+                        f.samples_per_s / r.samples_per_s,
+                        f.infer_samples_per_s / r.infer_samples_per_s,
+                        r.latency_ms / f.latency_ms
+                    );
+                }
+            }
+            if let Some(first) = fast.first() {
+                for r in &fast[1..] {
+                    println!(
+                        "ratio {}/{}: train {:.2}x, forward {:.2}x",
                         first.backend,
                         r.backend,
-                        first.samples_per_s / r.samples_per_s
+                        first.samples_per_s / r.samples_per_s,
+                        first.infer_samples_per_s / r.infer_samples_per_s
                     );
                 }
             }

@@ -29,6 +29,7 @@ pub mod error;
 pub mod eval;
 pub mod fsutil;
 pub mod model;
+pub mod ops;
 pub mod progress;
 pub mod report;
 pub mod rng;

@@ -159,24 +159,46 @@ impl<B: Backend> ModuleVisitor<B> for Materialize {
     }
 }
 
-/// burn's `BatchNorm` in inference mode; in training mode the same computation (batch
-/// statistics, running-average update with the module's momentum, biased variance) with the
-/// statistics reduced per axis instead of through `swap_dims` + `reshape`, which burn-flex
-/// copies: measured 6x faster training of the quickstart CNN on flex.
+/// burn's `BatchNorm` computation (per-channel affine normalization with the running statistics
+/// in inference; batch statistics, running-average update with the module's momentum and biased
+/// variance in training), written for the CPU backends' fast paths:
+/// - statistics are reduced per axis of the free `[n, c, h*w]` view instead of through
+///   `swap_dims` + `reshape`, which burn-flex copies;
+/// - every per-channel operand is materialized as `[n, c, 1]`: burn-flex broadcasts a `[1, c, 1]`
+///   operand element by element (60 ms for one multiply of a `[64, 144, 28, 28]` tensor) but runs
+///   a per-row `[n, c, 1]` operand through its SIMD path (3.5 ms);
+/// - inference folds the statistics into one scale and one shift (two passes instead of four).
+///
+/// Measured on burn-flex: 17x faster than `BatchNorm::forward` in inference and 6x faster
+/// quickstart CNN training (`cargo xtask bench`). With [`crate::ops::set_fast_paths`]`(false)`
+/// it is `BatchNorm::forward`.
 pub fn batch_norm<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
-    if !B::ad_enabled(&x.device()) {
+    if !crate::ops::fast_paths() {
         return bn.forward(x);
     }
     let [n, channels, h, w] = x.dims();
-    // [n, c, h*w] is a free reshape of a contiguous tensor; reduce the last axis, then the batch.
+    let device = x.device();
+    // [n, c, h*w] is a free reshape of a contiguous tensor.
     let flat = x.reshape([n, channels, h * w]);
+    let per_row = |t: Tensor<B, 3>| t.repeat_dim(0, n);
+    let per_channel = |t: Tensor<B, 1>| t.reshape([1, channels, 1]);
+    if !B::ad_enabled(&device) {
+        let mean = bn.running_mean.value().to_device(&device);
+        let var = bn.running_var.value().to_device(&device);
+        let scale = bn.gamma.val().div(var.add_scalar(bn.epsilon).sqrt());
+        let shift = bn.beta.val().sub(mean.mul(scale.clone()));
+        return flat
+            .mul(per_row(per_channel(scale)))
+            .add(per_row(per_channel(shift)))
+            .reshape([n, channels, h, w]);
+    }
     let stats = |t: Tensor<B, 3>| t.mean_dim(2).mean_dim(0);
     let mean = stats(flat.clone());
-    let centered = flat.sub(mean.clone());
+    let centered = flat.sub(per_row(mean.clone()));
     let var = stats(centered.clone().square());
     let m = bn.momentum;
     let update = |state: &burn::module::RunningState<Tensor<B, 1>>, batch: &Tensor<B, 3>| {
-        let old = state.value_sync().to_device(&batch.device());
+        let old = state.value_sync().to_device(&device);
         let new = old
             .mul_scalar(1.0 - m)
             .add(batch.clone().detach().reshape([channels]).mul_scalar(m));
@@ -184,15 +206,10 @@ pub fn batch_norm<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4
     };
     update(&bn.running_mean, &mean);
     update(&bn.running_var, &var);
-    let shape = [1, channels, 1];
-    let scale = bn
-        .gamma
-        .val()
-        .reshape(shape)
-        .div(var.add_scalar(bn.epsilon).sqrt());
+    let scale = per_channel(bn.gamma.val()).div(var.add_scalar(bn.epsilon).sqrt());
     centered
-        .mul(scale)
-        .add(bn.beta.val().reshape(shape))
+        .mul(per_row(scale))
+        .add(per_row(per_channel(bn.beta.val())))
         .reshape([n, channels, h, w])
 }
 
@@ -271,10 +288,12 @@ pub(crate) fn build<B: Backend>(
 mod tests {
     use super::*;
     use crate::test_util::{TestAutodiff, device, rng_lock};
+    use burn::module::AutodiffModule;
+    use burn::tensor::backend::AutodiffBackend;
     use burn::tensor::{Distribution, Tolerance};
 
     #[test]
-    fn fast_batch_norm_matches_burn_in_training_mode() {
+    fn fast_batch_norm_matches_burn_in_training_and_inference() {
         let _rng = rng_lock();
         let dev = device();
         let gamma = Tensor::<TestAutodiff, 1>::random([3], Distribution::Uniform(0.5, 1.5), &dev);
@@ -290,9 +309,33 @@ mod tests {
                 Distribution::Normal(2.0, 3.0),
                 &dev,
             );
-            let a = batch_norm(&ours, x.clone()).into_data();
-            let b = theirs.forward(x).into_data();
-            a.assert_approx_eq::<f32>(&b, Tolerance::default());
+            // Independent leaves (from the same values), one per graph.
+            let data = x.into_data();
+            let leaf = || Tensor::<TestAutodiff, 4>::from_data(data.clone(), &dev).require_grad();
+            let (xa, xb) = (leaf(), leaf());
+            // A non-uniform upstream gradient, so the backward pass is checked too.
+            let weight =
+                Tensor::<TestAutodiff, 4>::random([4, 3, 5, 6], Distribution::Default, &dev);
+            let a = batch_norm(&ours, xa.clone());
+            let b = theirs.forward(xb.clone());
+            a.clone()
+                .into_data()
+                .assert_approx_eq::<f32>(&b.clone().into_data(), Tolerance::default());
+            let ga = a.mul(weight.clone()).sum().backward();
+            let gb = b.mul(weight).sum().backward();
+            let grads = |g: &<TestAutodiff as AutodiffBackend>::Gradients,
+                         x: &Tensor<TestAutodiff, 4>,
+                         bn: &BatchNorm<TestAutodiff>| {
+                (
+                    x.grad(g).unwrap().into_data(),
+                    bn.gamma.grad(g).unwrap().into_data(),
+                    bn.beta.grad(g).unwrap().into_data(),
+                )
+            };
+            let ((ax, ag, ab), (bx, bg, bb)) = (grads(&ga, &xa, &ours), grads(&gb, &xb, &theirs));
+            ax.assert_approx_eq::<f32>(&bx, Tolerance::default());
+            ag.assert_approx_eq::<f32>(&bg, Tolerance::default());
+            ab.assert_approx_eq::<f32>(&bb, Tolerance::default());
         }
         let rm = |bn: &BatchNorm<TestAutodiff>| {
             (
@@ -303,5 +346,12 @@ mod tests {
         let ((am, av), (bm, bv)) = (rm(&ours), rm(&theirs));
         am.assert_approx_eq::<f32>(&bm, Tolerance::default());
         av.assert_approx_eq::<f32>(&bv, Tolerance::default());
+        // Inference with the running statistics the two training passes left behind.
+        let x =
+            Tensor::<TestAutodiff, 4>::random([2, 3, 4, 4], Distribution::Normal(2.0, 3.0), &dev)
+                .inner();
+        let a = batch_norm(&ours.valid(), x.clone()).into_data();
+        let b = theirs.valid().forward(x).into_data();
+        a.assert_approx_eq::<f32>(&b, Tolerance::default());
     }
 }
