@@ -178,11 +178,12 @@ pub fn weight_grad(g: &DepthwiseGeometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
         let mut acc = vec![0.0f64; taps];
         // Strided input columns are gathered into one contiguous buffer per row and tap.
         let mut gathered = vec![0.0f32; ow];
+        let mut sums = vec![0.0f32; taps];
         for n in 0..g.batch {
             let plane = n * g.channels + c;
             let x = &x[plane * plane_in..(plane + 1) * plane_in];
             let grad = &grad[plane * oh * ow..(plane + 1) * oh * ow];
-            let mut sums = vec![0.0f32; taps];
+            sums.fill(0.0);
             for oi in 0..oh {
                 let g_row = &grad[oi * ow..(oi + 1) * ow];
                 for a in 0..g.kernel[0] {
@@ -210,7 +211,7 @@ pub fn weight_grad(g: &DepthwiseGeometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
                     }
                 }
             }
-            for (total, s) in acc.iter_mut().zip(sums) {
+            for (total, &s) in acc.iter_mut().zip(&sums) {
                 *total += s as f64;
             }
         }
