@@ -13,12 +13,13 @@ use std::process::{Command, ExitCode};
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((task, rest)) = args.split_first() else {
-        eprintln!("usage: cargo xtask <pipeline|bench|deps|ci> [args]");
+        eprintln!("usage: cargo xtask <pipeline|eval|prune|bench|deps|ci> [args]");
         return ExitCode::from(2);
     };
     let result = match task.as_str() {
         "pipeline" => optkit("pipeline", rest),
         "eval" => optkit("eval", rest),
+        "prune" => optkit("prune", rest),
         "bench" => {
             let rest = if rest.first().map(String::as_str) == Some("train") {
                 &rest[1..]
@@ -30,7 +31,7 @@ fn main() -> ExitCode {
         "deps" => check_deps(),
         "ci" => ci(),
         other => {
-            eprintln!("unknown task '{other}'; use pipeline, eval, bench, deps or ci");
+            eprintln!("unknown task '{other}'; use pipeline, eval, prune, bench, deps or ci");
             return ExitCode::from(2);
         }
     };
@@ -107,7 +108,8 @@ fn target_dir() -> Result<std::path::PathBuf, u8> {
 const ALLOWED: &[(&str, &[&str])] = &[
     ("opt-core", &[]),
     ("opt-arch", &["opt-core"]),
-    ("opt-cli", &["opt-core", "opt-arch"]),
+    ("opt-prune", &["opt-core"]),
+    ("opt-cli", &["opt-core", "opt-arch", "opt-prune"]),
     ("xtask", &[]),
 ];
 

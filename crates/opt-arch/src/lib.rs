@@ -23,6 +23,7 @@ pub mod activation;
 pub mod conv_bn_act;
 pub mod depthwise_separable;
 pub mod family;
+pub mod groups;
 pub mod inverted_residual;
 pub mod make_divisible;
 pub mod nets;

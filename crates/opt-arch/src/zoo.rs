@@ -9,7 +9,7 @@
 use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
 use opt_core::model::{
-    Arch, Architecture, Classifier, InputShape, LayerCost, LayerObserver, Model,
+    Arch, Architecture, ChannelGroup, Classifier, InputShape, LayerCost, LayerObserver, Model,
 };
 use opt_core::{CoreError, Result};
 use serde::de::Error as _;
@@ -139,6 +139,30 @@ impl Architecture for ZooArch {
 
     fn torch_modules(&self, _input: InputShape, _classes: usize) -> Option<Vec<(String, String)>> {
         crate::torch_names::torch_modules(self)
+    }
+
+    fn channel_groups(&self, input: InputShape, classes: usize) -> Option<Vec<ChannelGroup>> {
+        match self {
+            ZooArch::Core(a) => a.channel_groups(input, classes),
+            ZooArch::MobilenetV1(s) => Some(s.channel_groups()),
+            ZooArch::Mobilenet { spec, .. } => Some(spec.channel_groups()),
+        }
+    }
+
+    fn with_group_widths(
+        &self,
+        input: InputShape,
+        classes: usize,
+        widths: &[usize],
+    ) -> Result<Self> {
+        Ok(match self {
+            ZooArch::Core(a) => ZooArch::Core(a.with_group_widths(input, classes, widths)?),
+            ZooArch::MobilenetV1(s) => ZooArch::MobilenetV1(s.with_group_widths(widths)?),
+            ZooArch::Mobilenet { family, spec } => ZooArch::Mobilenet {
+                family: *family,
+                spec: spec.with_group_widths(widths)?,
+            },
+        })
     }
 }
 

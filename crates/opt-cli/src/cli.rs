@@ -43,6 +43,24 @@ pub enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Prune a saved model folder, fine-tune it, write the pruned folder and measure both.
+    Prune {
+        /// Model folder to prune (a stage folder of a run).
+        #[arg(long)]
+        model: PathBuf,
+        /// TOML settings: `[prune]` (as a pipeline's `[stages.prune]`), optional `[train]`.
+        #[arg(long)]
+        config: PathBuf,
+        /// Folder for the pruned model.
+        #[arg(long)]
+        out: PathBuf,
+        /// Backend: flex, ndarray or wgpu.
+        #[arg(long)]
+        backend: Option<String>,
+        /// Directory with the IDX files (default: the data the model was measured on).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Print an architecture's parameters and MACs as JSON (no weights are built).
     Inspect(crate::inspect::InspectRequest),
     /// Time training steps and forward passes of a model on each compiled backend and print the

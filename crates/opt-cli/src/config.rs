@@ -9,6 +9,7 @@ use opt_core::data::DataSource;
 use opt_core::eval::MeasureConfig;
 use opt_core::model::{InputShape, ModelSpec};
 use opt_core::train::TrainConfig;
+use opt_prune::PruneConfig;
 use serde::{Deserialize, Serialize};
 
 /// `[data]`: where the images come from and how they are split.
@@ -64,6 +65,18 @@ pub enum StageSection {
         /// Architecture of this candidate (default: `[model]`), so one run can train several
         /// baselines and compare them.
         model: Option<ArchChoice>,
+    },
+    /// Prune the model of an earlier stage (`from`, default the previous stage), fine-tune it
+    /// and measure it.
+    Prune {
+        /// Candidate name (default `prune`).
+        name: Option<String>,
+        /// The stage whose model is pruned (default: the previous stage).
+        from: Option<String>,
+        /// `[stages.prune]`: method, criterion, target, schedule, fine-tuning, exclusions,
+        /// overrides, rounding (see opt_prune::PruneConfig).
+        #[serde(default)]
+        prune: PruneConfig,
     },
 }
 
@@ -159,22 +172,55 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// The validated model spec of every stage, in order, for images of shape `input`.
+    /// The validated model spec every stage starts from, in order, for images of shape
+    /// `input`: a baseline's own, a prune stage's source model's. A structured prune stage on
+    /// a family without channel groups is an error here, before any training.
     pub fn stage_specs(&self, input: InputShape) -> Result<Vec<ModelSpec<ZooArch>>> {
         let f = &self.file;
-        f.stages
-            .iter()
-            .map(|stage| {
-                let StageSection::Baseline { model, .. } = stage;
-                let spec = ModelSpec {
-                    input,
-                    classes: f.data.classes,
-                    arch: model.as_ref().unwrap_or(&f.model).resolve(input)?,
-                };
-                spec.validate()?;
-                Ok(spec)
-            })
-            .collect()
+        let mut specs: Vec<ModelSpec<ZooArch>> = Vec::new();
+        for (i, stage) in f.stages.iter().enumerate() {
+            let spec = match stage {
+                StageSection::Baseline { model, .. } => {
+                    let spec = ModelSpec {
+                        input,
+                        classes: f.data.classes,
+                        arch: model.as_ref().unwrap_or(&f.model).resolve(input)?,
+                    };
+                    spec.validate()?;
+                    spec
+                }
+                StageSection::Prune { prune, .. } => {
+                    let spec = specs[self.source_of(i)?].clone();
+                    opt_prune::check_config(&spec, prune, &format!("stages[{i}].prune"))
+                        .with_context(|| format!("stages[{i}] ({})", stage_name(stage)))?;
+                    spec
+                }
+            };
+            specs.push(spec);
+        }
+        Ok(specs)
+    }
+
+    /// Index of the stage whose model stage `i` starts from (`from`, else the previous one).
+    pub fn source_of(&self, i: usize) -> Result<usize> {
+        let stages = &self.file.stages;
+        match &stages[i] {
+            StageSection::Baseline { .. } => Ok(i),
+            StageSection::Prune { from: None, .. } => Ok(i - 1),
+            StageSection::Prune {
+                from: Some(from), ..
+            } => stages[..i]
+                .iter()
+                .position(|s| stage_name(s) == from)
+                .ok_or_else(|| {
+                    let earlier: Vec<&str> = stages[..i].iter().map(stage_name).collect();
+                    anyhow::anyhow!(
+                        "stages[{i}].from = {from:?}: no earlier stage has this name; earlier \
+                         stages: {}",
+                        earlier.join(", ")
+                    )
+                }),
+        }
     }
 }
 
@@ -192,8 +238,13 @@ pub fn load(path: &Path, overrides: Overrides) -> Result<Pipeline> {
 
 /// Parses TOML text; errors carry the dotted key path and the line.
 pub fn parse(text: &str) -> Result<PipelineFile> {
+    parse_toml(text)
+}
+
+/// Parses any TOML settings type; errors carry the dotted key path and the line.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
     let de = toml::Deserializer::new(text);
-    match serde_path_to_error::deserialize::<_, PipelineFile>(de) {
+    match serde_path_to_error::deserialize::<_, T>(de) {
         Ok(f) => Ok(f),
         Err(e) => {
             let key = e.path().to_string();
@@ -266,6 +317,9 @@ fn validate(path: &Path, mut file: PipelineFile, ov: Overrides) -> Result<Pipeli
     }
     let mut names = std::collections::HashSet::new();
     for (i, s) in file.stages.iter().enumerate() {
+        if let StageSection::Prune { prune, .. } = s {
+            prune.validate(&format!("stages[{i}].prune"))?;
+        }
         let name = stage_name(s);
         if name.is_empty()
             || !name
@@ -284,19 +338,24 @@ fn validate(path: &Path, mut file: PipelineFile, ov: Overrides) -> Result<Pipeli
     }
     let out = ov.out.unwrap_or_else(|| file.report.out.clone());
     let backend = ov.backend.or_else(|| file.backend.clone());
-    Ok(Pipeline {
+    let p = Pipeline {
         config_path: path.to_path_buf(),
         file,
         source,
         out,
         backend,
-    })
+    };
+    for i in 0..p.file.stages.len() {
+        p.source_of(i)?;
+    }
+    Ok(p)
 }
 
 /// The candidate name of a stage.
 pub fn stage_name(s: &StageSection) -> &str {
     match s {
         StageSection::Baseline { name, .. } => name.as_deref().unwrap_or("baseline"),
+        StageSection::Prune { name, .. } => name.as_deref().unwrap_or("prune"),
     }
 }
 
@@ -339,7 +398,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("train.epochs") && e.contains("line 7"), "{e}");
-        let e = parse(&MIN.replace("baseline", "prune"))
+        let e = parse(&MIN.replace("baseline", "bogus"))
             .unwrap_err()
             .to_string();
         assert!(e.contains("stages") && e.contains("baseline"), "{e}");

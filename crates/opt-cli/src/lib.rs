@@ -16,6 +16,7 @@ pub mod config;
 pub mod evaluate;
 pub mod inspect;
 pub mod pipeline;
+pub mod prune_cmd;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -141,6 +142,45 @@ fn run(cli: Cli) -> Result<()> {
                     out.eval.accuracy, r
                 );
             }
+            Ok(())
+        }
+        Command::Prune {
+            model,
+            config,
+            out,
+            backend,
+            data_dir,
+        } => {
+            let kind = pick_backend(backend.as_deref())?;
+            prune_cmd::load_settings(&config)?;
+            let r = dispatch(
+                kind,
+                prune_cmd::PruneSaved {
+                    model,
+                    config,
+                    out,
+                    data_dir,
+                    measure: Default::default(),
+                },
+            )?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            let (b, a) = (&r.before, &r.after);
+            eprintln!(
+                "accuracy {:.4} -> {:.4}, params {} -> {}, non-zero {} -> {}, MACs {} -> {}, size {} -> {} B, latency b1 p50 {:.3} -> {:.3} ms ({})",
+                b.accuracy,
+                a.accuracy,
+                b.params,
+                a.params,
+                b.nonzero_params,
+                a.nonzero_params,
+                b.macs,
+                a.macs,
+                b.size_bytes,
+                a.size_bytes,
+                b.latency_b1_ms_p50,
+                a.latency_b1_ms_p50,
+                r.out
+            );
             Ok(())
         }
         Command::Inspect(req) => {

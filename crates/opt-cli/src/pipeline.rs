@@ -6,11 +6,12 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::backend::AutodiffBackend;
-use opt_core::artifact::{ModelMeta, TestDataRef, WEIGHTS_FILE, save_model};
+use opt_arch::{ZooArch, ZooModel};
+use opt_core::artifact::{ModelMeta, TestDataRef, WeightsFormat, save_model_as};
 use opt_core::data::{Batcher, FASHION_MNIST_CLASSES, Normalization};
 use opt_core::eval::{Platform, measure};
 use opt_core::fsutil::{write_atomic, write_json_atomic};
-use opt_core::model::InputShape;
+use opt_core::model::{InputShape, ModelSpec};
 use opt_core::report::{Candidate, PipelineReport};
 use opt_core::train::{DefaultHooks, TrainData, seed_backend, train};
 
@@ -79,61 +80,94 @@ impl BackendTask for RunPipeline {
             (0..f.data.classes).map(|i| format!("class {i}")).collect()
         };
 
+        let data = TrainData {
+            train: &train_ds,
+            valid: &valid_ds,
+            batcher,
+        };
+        let meta = |spec: &ModelSpec<ZooArch>, format: WeightsFormat| ModelMeta {
+            format_version: opt_core::artifact::FORMAT_VERSION,
+            spec: spec.clone(),
+            normalization: batcher.norm,
+            class_names: class_names.clone(),
+            weights: format.file_name().to_string(),
+            test_data: Some(TestDataRef {
+                source: p.source.clone(),
+                test_limit: f.data.test_limit,
+            }),
+        };
+        let platform = Platform {
+            backend: backend.name(),
+            device: &device_name,
+        };
         let mut candidates = Vec::new();
-        for (stage, spec) in f.stages.iter().zip(&specs) {
+        // Every stage's output model, so later stages can start from any earlier one.
+        let mut models: Vec<(ModelSpec<ZooArch>, ZooModel<B::InnerBackend>)> = Vec::new();
+        for (i, (stage, spec)) in f.stages.iter().zip(&specs).enumerate() {
             let name = stage_name(stage).to_string();
             let dir = p.out.join(&name);
             let _span = tracing::info_span!("stage", name = %name).entered();
-            match stage {
+            let (kind, out_spec, model, format, train_report, details, summary) = match stage {
                 StageSection::Baseline { .. } => {
                     tracing::info!(model = %spec.describe(), params = spec.params(), macs = spec.macs(), "training");
                     seed_backend::<B>(&device, f.train.seed);
                     let model = spec.init::<B>(&device);
-                    let data = TrainData {
-                        train: &train_ds,
-                        valid: &valid_ds,
-                        batcher,
-                    };
                     let (model, train_report) =
                         train(model, data, &f.train, &device, &mut DefaultHooks);
-                    let meta = ModelMeta {
-                        format_version: opt_core::artifact::FORMAT_VERSION,
-                        spec: spec.clone(),
-                        normalization: batcher.norm,
-                        class_names: class_names.clone(),
-                        weights: WEIGHTS_FILE.to_string(),
-                        test_data: Some(TestDataRef {
-                            source: p.source.clone(),
-                            test_limit: f.data.test_limit,
-                        }),
-                    };
-                    let saved = save_model(&dir, &meta, &model)?;
-                    let eval = measure(
-                        &model,
-                        spec,
-                        &saved,
-                        &splits.test,
-                        &batcher,
-                        &f.report.measure(),
-                        Platform {
-                            backend: backend.name(),
-                            device: &device_name,
-                        },
-                        &device,
-                    );
-                    let candidate = Candidate {
-                        name: name.clone(),
-                        stage: "baseline".into(),
-                        model_dir: name.clone(),
-                        arch: spec.describe(),
-                        eval,
-                        train: Some(train_report),
-                    };
-                    write_json_atomic(&dir.join("report.json"), &candidate)?;
-                    tracing::info!(accuracy = candidate.eval.accuracy, "candidate measured");
-                    candidates.push(candidate);
+                    (
+                        "baseline",
+                        spec.clone(),
+                        model,
+                        WeightsFormat::Dense,
+                        Some(train_report),
+                        None,
+                        Vec::new(),
+                    )
                 }
-            }
+                StageSection::Prune { prune, .. } => {
+                    let (src_spec, src_model) = &models[p.source_of(i)?];
+                    tracing::info!(model = %src_spec.describe(), macs = src_spec.macs(), "pruning");
+                    seed_backend::<B>(&device, f.train.seed);
+                    let out = opt_prune::prune_model::<B, ZooArch>(
+                        src_spec, src_model, prune, data, &f.train, &device,
+                    )
+                    .with_context(|| format!("stage {name}"))?;
+                    (
+                        "prune",
+                        out.spec,
+                        out.model,
+                        out.weights_format,
+                        out.train,
+                        Some(serde_json::to_value(&out.report)?),
+                        out.report.summary(),
+                    )
+                }
+            };
+            let saved = save_model_as(&dir, &meta(&out_spec, format), &model, format)?;
+            let eval = measure(
+                &model,
+                &out_spec,
+                &saved,
+                &splits.test,
+                &batcher,
+                &f.report.measure(),
+                platform,
+                &device,
+            );
+            let candidate = Candidate {
+                name: name.clone(),
+                stage: kind.into(),
+                model_dir: name.clone(),
+                arch: out_spec.describe(),
+                eval,
+                train: train_report,
+                details,
+                summary,
+            };
+            write_json_atomic(&dir.join("report.json"), &candidate)?;
+            tracing::info!(accuracy = candidate.eval.accuracy, "candidate measured");
+            candidates.push(candidate);
+            models.push((out_spec, model));
         }
         let report = PipelineReport {
             report_version: 1,

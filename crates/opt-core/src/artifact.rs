@@ -11,7 +11,8 @@ use crate::data::Normalization;
 use crate::error::{CoreError, Result};
 use crate::fsutil::{gzip_len, read_json, write_atomic, write_json_atomic};
 use crate::model::{Arch, Architecture, ModelSpec};
-use crate::weights::{Naming, decode_weights, encode_weights};
+use crate::sparse::{decode_sparse, encode_sparse, is_sparse};
+use crate::weights::{Naming, decode_weights, encode_weights, host_tensors, load_host_tensors};
 
 /// File name of the model description inside a model folder.
 pub const MODEL_FILE: &str = "model.json";
@@ -59,16 +60,53 @@ pub struct SavedModel {
     pub size_gzip_bytes: u64,
 }
 
-/// Writes `model` and its description into `dir` (created if needed).
+/// How a model folder stores its weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightsFormat {
+    /// safetensors, every value (`weights.safetensors`).
+    #[default]
+    Dense,
+    /// optkit's sparse file: bitmask of the non-zeros plus their values, compressed
+    /// (`weights.sparse`, see [`crate::sparse`]); for unstructured-pruned models.
+    Sparse,
+}
+
+impl WeightsFormat {
+    /// The file name this format uses in a model folder.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            WeightsFormat::Dense => WEIGHTS_FILE,
+            WeightsFormat::Sparse => crate::sparse::SPARSE_WEIGHTS_FILE,
+        }
+    }
+}
+
+/// Writes `model` and its description into `dir` (created if needed), weights as safetensors.
 pub fn save_model<B: Backend, A: Architecture>(
     dir: &Path,
     meta: &ModelMeta<A>,
     model: &A::Model<B>,
 ) -> Result<SavedModel> {
-    let bytes = encode_weights(model, &Naming::Burn).map_err(|problem| CoreError::Model {
+    save_model_as(dir, meta, model, WeightsFormat::Dense)
+}
+
+/// Writes `model` and its description into `dir` with weights in `format`, in the file
+/// `meta.weights` names. Loading recognises either format.
+pub fn save_model_as<B: Backend, A: Architecture>(
+    dir: &Path,
+    meta: &ModelMeta<A>,
+    model: &A::Model<B>,
+    format: WeightsFormat,
+) -> Result<SavedModel> {
+    let fail = |problem| CoreError::Model {
         path: dir.to_path_buf(),
         problem,
-    })?;
+    };
+    let bytes = match format {
+        WeightsFormat::Dense => encode_weights(model, &Naming::Burn).map_err(fail)?,
+        WeightsFormat::Sparse => encode_sparse(&host_tensors(model).map_err(fail)?),
+    };
     write_atomic(&dir.join(&meta.weights), &bytes)?;
     write_json_atomic(&dir.join(MODEL_FILE), meta)?;
     Ok(SavedModel {
@@ -104,8 +142,12 @@ pub fn load_model<B: Backend, A: Architecture>(
     let weights_path = dir.join(&meta.weights);
     let bytes =
         std::fs::read(&weights_path).map_err(|e| CoreError::io("reading", &weights_path, e))?;
-    let model = decode_weights(meta.spec.init::<B>(device), &bytes, &Naming::Burn)
-        .map_err(|e| err(format!("{}: {e}", meta.weights)))?;
+    let model = if is_sparse(&bytes) {
+        decode_sparse(&bytes).and_then(|t| load_host_tensors(meta.spec.init::<B>(device), &t))
+    } else {
+        decode_weights(meta.spec.init::<B>(device), &bytes, &Naming::Burn)
+    }
+    .map_err(|e| err(format!("{}: {e}", meta.weights)))?;
     let saved = SavedModel {
         dir: dir.to_path_buf(),
         size_bytes: bytes.len() as u64,

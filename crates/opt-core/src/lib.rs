@@ -33,6 +33,7 @@ pub mod ops;
 pub mod progress;
 pub mod report;
 pub mod rng;
+pub mod sparse;
 pub mod train;
 pub mod weights;
 

@@ -20,8 +20,14 @@ pub struct Candidate {
     /// The measured figures (flattened into the candidate object).
     #[serde(flatten)]
     pub eval: EvalReport,
-    /// How it was trained, when the stage trained it.
+    /// How it was trained (or fine-tuned), when the stage trained it.
     pub train: Option<TrainReport>,
+    /// Stage-specific details for machines (a pruning stage's per-layer report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
+    /// Stage-specific lines for people (shown under the candidate in report.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub summary: Vec<String>,
 }
 
 /// The whole run.
@@ -104,6 +110,9 @@ impl PipelineReport {
                 .map(|a| format!("{a:.3}"))
                 .collect();
             s.push_str(&format!("- per-class accuracy: {}\n", per_class.join(", ")));
+            for line in &c.summary {
+                s.push_str(&format!("- {line}\n"));
+            }
             if let Some(t) = &c.train {
                 s.push_str(&format!(
                     "- training: {} epochs, best epoch {} (validation accuracy {:.4}), {:.0} samples/s, {:.1} s{}\n\n",

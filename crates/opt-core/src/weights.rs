@@ -218,6 +218,110 @@ pub fn decode_weights<B: Backend, M: Module<B>>(
     Ok(model)
 }
 
+/// A host copy of one float tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostTensor {
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Values in row-major order.
+    pub values: Vec<f32>,
+}
+
+impl HostTensor {
+    /// Number of values.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// Every float tensor of `model` (batch-norm running statistics included) by its parameter
+/// path, copied to the host as float32.
+pub fn host_tensors<B: Backend, M: Module<B>>(
+    model: &M,
+) -> Result<BTreeMap<String, HostTensor>, String> {
+    let mut out = BTreeMap::new();
+    for snap in model.collect(None, None, true) {
+        let path = snap.full_path();
+        let data = snap
+            .to_data()
+            .map_err(|e| format!("cannot read tensor {path}: {e:?}"))?
+            .convert::<f32>();
+        let shape = data.shape.to_vec();
+        let values = data
+            .into_vec::<f32>()
+            .map_err(|e| format!("cannot read tensor {path}: {e:?}"))?;
+        out.insert(path, HostTensor { shape, values });
+    }
+    Ok(out)
+}
+
+/// Loads host tensors into `model` after checking that they are exactly the model's tensors
+/// (by parameter path) with the same shapes; a mismatch names every offending tensor.
+pub fn load_host_tensors<B: Backend, M: Module<B>>(
+    mut model: M,
+    tensors: &BTreeMap<String, HostTensor>,
+) -> Result<M, String> {
+    let want: BTreeMap<String, Vec<usize>> = expected(&model, &Naming::Burn)
+        .into_iter()
+        .map(|(_, ours, shape)| (ours, shape))
+        .collect();
+    let mut shapes = Vec::new();
+    let mut extra = Vec::new();
+    for (name, t) in tensors {
+        match want.get(name) {
+            None => extra.push(format!("{name} {:?}", t.shape)),
+            Some(shape) if *shape != t.shape || t.values.len() != t.numel() => {
+                shapes.push(format!(
+                    "{name} has shape {:?} in the file, the model needs {shape:?}",
+                    t.shape
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    let missing: Vec<String> = want
+        .iter()
+        .filter(|(name, _)| !tensors.contains_key(*name))
+        .map(|(name, shape)| format!("{name} {shape:?}"))
+        .collect();
+    let problems: Vec<String> = [
+        listing("mis-shaped tensors", &shapes),
+        listing("missing tensors", &missing),
+        listing("extra tensors", &extra),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !problems.is_empty() {
+        return Err(format!(
+            "weights do not match the model: {}",
+            problems.join("; ")
+        ));
+    }
+    let snapshots: Vec<TensorSnapshot> = tensors
+        .iter()
+        .map(|(path, t)| {
+            let data = TensorData::new(t.values.clone(), t.shape.clone());
+            let stack = path.split('.').map(str::to_string).collect();
+            TensorSnapshot::from_data(data, stack, Vec::new(), ParamId::new())
+        })
+        .collect();
+    let result = model.apply(snapshots, None, None, true);
+    if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
+        return Err(format!(
+            "weights could not be applied: errors {:?}, missing {:?}, unused {:?}",
+            result
+                .errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>(),
+            result.missing,
+            result.unused
+        ));
+    }
+    Ok(model)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

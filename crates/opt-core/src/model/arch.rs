@@ -12,9 +12,10 @@ use burn::tensor::backend::Backend;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::groups::ChannelGroup;
 use super::nets::Classifier;
 use super::spec::{InputShape, LayerCost};
-use crate::error::Result;
+use crate::error::{CoreError, Result};
 
 /// A serializable architecture with every width explicit, and the burn module it builds.
 pub trait Architecture:
@@ -49,5 +50,29 @@ pub trait Architecture:
     /// and write PyTorch-named safetensors files. `None` keeps our names.
     fn torch_modules(&self, _input: InputShape, _classes: usize) -> Option<Vec<(String, String)>> {
         None
+    }
+
+    /// The channel groups structured pruning may shrink, in a fixed order (see
+    /// [`ChannelGroup`]). `None` (the default) means the family does not describe them, and
+    /// structured pruning refuses it with an error.
+    fn channel_groups(&self, _input: InputShape, _classes: usize) -> Option<Vec<ChannelGroup>> {
+        None
+    }
+
+    /// The same architecture with group `i` of [`channel_groups`](Self::channel_groups)
+    /// narrowed to `widths[i]` channels (every other width unchanged).
+    fn with_group_widths(
+        &self,
+        _input: InputShape,
+        _classes: usize,
+        _widths: &[usize],
+    ) -> Result<Self> {
+        Err(CoreError::invalid(
+            "model.arch",
+            self.family(),
+            "this family does not describe its channel groups, so it cannot be pruned \
+             structurally; implement Architecture::channel_groups and with_group_widths, or use \
+             unstructured pruning",
+        ))
     }
 }

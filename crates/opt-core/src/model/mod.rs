@@ -1,13 +1,19 @@
 //! Models: serializable specs, the burn modules they build, and parameter accounting.
 
 pub mod arch;
+pub mod groups;
 pub mod nets;
 pub mod params;
 pub mod spec;
 
 pub use arch::Architecture;
+pub use groups::{
+    ChannelGroup, PrunableLayer, SliceRole, TensorSlice, check_group_widths, prunable_layers,
+    verify_groups,
+};
 pub use nets::{
     Classifier, Cnn, ConvBlock, LayerObserver, LeNet5, Mlp, Model, batch_norm, observe,
+    with_bn_momentum,
 };
 pub use params::{ParamCounts, ParamEntry, count_params, observed_macs, param_entries};
 pub use spec::{Arch, InputShape, LayerCost, LayerKind, ModelSpec, conv_out, positive};
@@ -77,6 +83,33 @@ mod tests {
                 .map(|l| (l.name, l.output))
                 .collect();
             assert_eq!(observed, spec_layers);
+        }
+    }
+
+    #[test]
+    fn core_channel_groups_match_modules_and_shrink() {
+        let _rng = crate::test_util::rng_lock();
+        for spec in all_presets() {
+            let model = spec.init::<TestBackend>(&device());
+            let groups = spec.arch.channel_groups(spec.input, spec.classes).unwrap();
+            verify_groups(&model, &groups).unwrap_or_else(|e| panic!("{}: {e}", spec.describe()));
+            let widths: Vec<usize> = groups.iter().map(|g| (g.channels / 2).max(1)).collect();
+            let arch = spec
+                .arch
+                .with_group_widths(spec.input, spec.classes, &widths)
+                .unwrap();
+            let half = ModelSpec {
+                arch,
+                ..spec.clone()
+            };
+            half.validate().unwrap();
+            assert!(half.macs() < spec.macs() / 2, "{}", half.describe());
+            let e = spec
+                .arch
+                .with_group_widths(spec.input, spec.classes, &widths[1..])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("one width per group"), "{e}");
         }
     }
 

@@ -173,7 +173,8 @@ impl<B: Backend> ModuleVisitor<B> for Materialize {
 /// quickstart CNN training (`cargo xtask bench`). With [`crate::ops::set_fast_paths`]`(false)`
 /// it is `BatchNorm::forward`.
 pub fn batch_norm<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
-    if !crate::ops::fast_paths() {
+    let momentum = BN_MOMENTUM.with(|m| m.get());
+    if !crate::ops::fast_paths() && momentum.is_none() {
         return bn.forward(x);
     }
     let [n, channels, h, w] = x.dims();
@@ -196,7 +197,7 @@ pub fn batch_norm<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4
     let mean = stats(flat.clone());
     let centered = flat.sub(per_row(mean.clone()));
     let var = stats(centered.clone().square());
-    let m = bn.momentum;
+    let m = momentum.unwrap_or(bn.momentum);
     let update = |state: &burn::module::RunningState<Tensor<B, 1>>, batch: &Tensor<B, 3>| {
         let old = state.value_sync().to_device(&device);
         let new = old
@@ -211,6 +212,21 @@ pub fn batch_norm<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4
         .mul(per_row(scale))
         .add(per_row(per_channel(bn.beta.val())))
         .reshape([n, channels, h, w])
+}
+
+thread_local! {
+    static BN_MOMENTUM: std::cell::Cell<Option<f64>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with every [`batch_norm`] on this thread updating its running statistics with
+/// `momentum` instead of the layer's own. Re-estimating statistics after pruning uses
+/// `1 / (k + 1)` for the k-th batch (0-based), which makes them the plain average over the
+/// batches. Layers that call burn's `BatchNorm::forward` directly are not affected.
+pub fn with_bn_momentum<R>(momentum: f64, f: impl FnOnce() -> R) -> R {
+    let old = BN_MOMENTUM.with(|m| m.replace(Some(momentum)));
+    let out = f();
+    BN_MOMENTUM.with(|m| m.set(old));
+    out
 }
 
 fn pool2() -> MaxPool2d {

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use burn::tensor::backend::Backend;
 
 use super::arch::Architecture;
+use super::groups::{ChannelGroup, check_group_widths};
 use super::nets::Model;
 use crate::error::{CoreError, Result};
 
@@ -359,6 +360,91 @@ impl Architecture for Arch {
 
     fn build<B: Backend>(&self, input: InputShape, classes: usize, device: &B::Device) -> Model<B> {
         super::nets::build(self, input, classes, device)
+    }
+
+    fn channel_groups(&self, input: InputShape, _classes: usize) -> Option<Vec<ChannelGroup>> {
+        let mut groups = Vec::new();
+        match self {
+            Arch::Mlp { hidden } => {
+                for (i, &h) in hidden.iter().enumerate() {
+                    let name = format!("layers.{i}");
+                    groups.push(
+                        ChannelGroup::new(&name, h)
+                            .linear_out(&name)
+                            .linear_in(&format!("layers.{}", i + 1), 1)
+                            .build(),
+                    );
+                }
+            }
+            Arch::Lenet5 { conv1, conv2, fc1 } => {
+                let side = |s: usize| ((s - 4) / 2 - 4) / 2;
+                let area = side(input.height) * side(input.width);
+                groups.push(
+                    ChannelGroup::new("conv1", *conv1)
+                        .conv_out("conv1", true)
+                        .conv_in("conv2")
+                        .build(),
+                );
+                groups.push(
+                    ChannelGroup::new("conv2", *conv2)
+                        .conv_out("conv2", true)
+                        .linear_in("fc1", area)
+                        .build(),
+                );
+                groups.push(
+                    ChannelGroup::new("fc1", *fc1)
+                        .linear_out("fc1")
+                        .linear_in("fc2", 1)
+                        .build(),
+                );
+            }
+            Arch::Cnn { blocks, fc } => {
+                let shrink = 1usize << blocks.len();
+                let area = (input.height / shrink) * (input.width / shrink);
+                for (i, &b) in blocks.iter().enumerate() {
+                    let conv = format!("blocks.{i}.conv");
+                    let mut g = ChannelGroup::new(&conv, b);
+                    g.conv_out(&conv, false).norm(&format!("blocks.{i}.bn"));
+                    if i + 1 < blocks.len() {
+                        g.conv_in(&format!("blocks.{}.conv", i + 1));
+                    } else {
+                        g.linear_in("fc", area);
+                    }
+                    groups.push(g);
+                }
+                groups.push(
+                    ChannelGroup::new("fc", *fc)
+                        .linear_out("fc")
+                        .linear_in("head", 1)
+                        .build(),
+                );
+            }
+        }
+        Some(groups)
+    }
+
+    fn with_group_widths(
+        &self,
+        input: InputShape,
+        classes: usize,
+        widths: &[usize],
+    ) -> Result<Self> {
+        let groups = self.channel_groups(input, classes).unwrap_or_default();
+        check_group_widths(&groups, widths)?;
+        Ok(match self {
+            Arch::Mlp { .. } => Arch::Mlp {
+                hidden: widths.to_vec(),
+            },
+            Arch::Lenet5 { .. } => Arch::Lenet5 {
+                conv1: widths[0],
+                conv2: widths[1],
+                fc1: widths[2],
+            },
+            Arch::Cnn { blocks, .. } => Arch::Cnn {
+                blocks: widths[..blocks.len()].to_vec(),
+                fc: widths[blocks.len()],
+            },
+        })
     }
 }
 

@@ -78,6 +78,13 @@ pub trait TrainHooks<B: AutodiffBackend, M> {
     fn on_epoch_end(&mut self, _stats: &EpochStats) -> ControlFlow<()> {
         ControlFlow::Continue(())
     }
+
+    /// Whether this epoch's model may be returned as the best one (a gradual pruning schedule
+    /// refuses epochs that ended before the target sparsity was reached). When no epoch is
+    /// selectable the last one is returned.
+    fn selectable(&mut self, _stats: &EpochStats) -> bool {
+        true
+    }
 }
 
 /// Plain cross-entropy training with no extra behaviour.
@@ -171,6 +178,7 @@ where
     let (mut step, mut train_secs, mut samples) = (0usize, 0.0f64, 0usize);
     let mut epochs = Vec::new();
     let mut best: Option<(usize, f64, M::InnerModule)> = None;
+    let mut last: Option<(usize, f64, M::InnerModule)> = None;
     let mut stopped_early = false;
     let mut lr = cfg.learning_rate;
 
@@ -249,8 +257,11 @@ where
             samples_per_s = format!("{:.0}", stats.samples_per_s),
             "epoch done"
         );
-        if best.as_ref().is_none_or(|(_, acc, _)| val.accuracy > *acc) {
+        let selectable = hooks.selectable(&stats);
+        if selectable && best.as_ref().is_none_or(|(_, acc, _)| val.accuracy > *acc) {
             best = Some((epoch, val.accuracy, inner));
+        } else if best.is_none() {
+            last = Some((epoch, val.accuracy, inner));
         }
         let flow = hooks.on_epoch_end(&stats);
         epochs.push(stats);
@@ -262,7 +273,8 @@ where
             break;
         }
     }
-    let (best_epoch, best_val_accuracy, best_model) = best.expect("at least one epoch ran");
+    let (best_epoch, best_val_accuracy, best_model) =
+        best.or(last).expect("at least one epoch ran");
     let report = TrainReport {
         epochs,
         best_epoch,
