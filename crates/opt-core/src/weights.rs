@@ -140,7 +140,7 @@ pub fn encode_weights<B: Backend, M: Module<B>>(
 /// Loads the tensors of a safetensors file into `model` after checking that the file holds
 /// exactly the tensors the model has, with the same shapes.
 pub fn decode_weights<B: Backend, M: Module<B>>(
-    mut model: M,
+    model: M,
     bytes: &[u8],
     naming: &Naming,
 ) -> Result<M, String> {
@@ -202,7 +202,16 @@ pub fn decode_weights<B: Backend, M: Module<B>>(
             TensorSnapshot::from_data(data, stack, Vec::new(), ParamId::new())
         })
         .collect();
-    let result = model.apply(snapshots, None, naming.adapter(false), true);
+    apply_snapshots(model, snapshots, naming.adapter(false))
+}
+
+/// Loads checked snapshots into `model`; anything burn-store could not apply is an error.
+fn apply_snapshots<B: Backend, M: Module<B>>(
+    mut model: M,
+    snapshots: Vec<TensorSnapshot>,
+    adapter: Option<Box<dyn ModuleAdapter>>,
+) -> Result<M, String> {
+    let result = model.apply(snapshots, None, adapter, true);
     if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
         return Err(format!(
             "weights could not be applied: errors {:?}, missing {:?}, unused {:?}",
@@ -258,7 +267,7 @@ pub fn host_tensors<B: Backend, M: Module<B>>(
 /// Loads host tensors into `model` after checking that they are exactly the model's tensors
 /// (by parameter path) with the same shapes; a mismatch names every offending tensor.
 pub fn load_host_tensors<B: Backend, M: Module<B>>(
-    mut model: M,
+    model: M,
     tensors: &BTreeMap<String, HostTensor>,
 ) -> Result<M, String> {
     let want: BTreeMap<String, Vec<usize>> = expected(&model, &Naming::Burn)
@@ -306,20 +315,7 @@ pub fn load_host_tensors<B: Backend, M: Module<B>>(
             TensorSnapshot::from_data(data, stack, Vec::new(), ParamId::new())
         })
         .collect();
-    let result = model.apply(snapshots, None, None, true);
-    if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
-        return Err(format!(
-            "weights could not be applied: errors {:?}, missing {:?}, unused {:?}",
-            result
-                .errors
-                .iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>(),
-            result.missing,
-            result.unused
-        ));
-    }
-    Ok(model)
+    apply_snapshots(model, snapshots, None)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
 use opt_core::data::Batch;
-use opt_core::model::{ChannelGroup, Classifier, SliceRole};
+use opt_core::model::{ChannelGroup, Classifier, PathStack, SliceRole};
 use opt_core::rng::SplitMix64;
 use opt_core::weights::HostTensor;
 
@@ -26,21 +26,17 @@ pub struct GradientProducts {
 
 struct Products<'a, B: AutodiffBackend> {
     grads: &'a B::Gradients,
-    stack: Vec<String>,
+    stack: PathStack,
     out: BTreeMap<String, Vec<f32>>,
 }
 
 impl<B: AutodiffBackend> ModuleVisitor<B> for Products<'_, B> {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        if !container_type.starts_with("Enum:") {
-            self.stack.push(name.to_string());
-        }
+        self.stack.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _name: &str, container_type: &str) {
-        if !container_type.starts_with("Enum:") {
-            self.stack.pop();
-        }
+        self.stack.exit(container_type);
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
@@ -48,7 +44,7 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Products<'_, B> {
         if let Some(g) = w.grad(self.grads) {
             let product = w.inner().mul(g).into_data().convert::<f32>();
             if let Ok(v) = product.into_vec::<f32>() {
-                self.out.insert(self.stack.join("."), v);
+                self.out.insert(self.stack.path(), v);
             }
         }
     }
@@ -71,7 +67,7 @@ impl GradientProducts {
             let grads = loss.backward();
             let mut v = Products::<B> {
                 grads: &grads,
-                stack: Vec::new(),
+                stack: PathStack::default(),
                 out: BTreeMap::new(),
             };
             model.visit(&mut v);

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
-use opt_core::model::PrunableLayer;
+use opt_core::model::{PathStack, PrunableLayer};
 use opt_core::train::TrainHooks;
 use opt_core::weights::host_tensors;
 
@@ -30,24 +30,20 @@ pub fn cubic_sparsity(initial: f64, target: f64, t: usize, t0: usize, span: usiz
 
 struct ApplyMasks<'a, B: Backend> {
     masks: &'a HashMap<String, Tensor<B, 1>>,
-    stack: Vec<String>,
+    stack: PathStack,
 }
 
 impl<B: Backend> ModuleMapper<B> for ApplyMasks<'_, B> {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        if !container_type.starts_with("Enum:") {
-            self.stack.push(name.to_string());
-        }
+        self.stack.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _name: &str, container_type: &str) {
-        if !container_type.starts_with("Enum:") {
-            self.stack.pop();
-        }
+        self.stack.exit(container_type);
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        let path = self.stack.join(".");
+        let path = self.stack.path();
         let Some(mask) = self.masks.get(&path) else {
             return param;
         };
@@ -80,7 +76,7 @@ pub fn mask_module<B: Backend, M: Module<B>>(model: M, masks: &Masks, device: &B
     let m = device_masks::<B>(masks, device);
     model.map(&mut ApplyMasks {
         masks: &m,
-        stack: Vec::new(),
+        stack: PathStack::default(),
     })
 }
 
@@ -187,7 +183,7 @@ impl<B: AutodiffBackend, M: Module<B>> TrainHooks<B, M> for MaskHook<B> {
         }
         model.map(&mut ApplyMasks {
             masks: &self.device_masks,
-            stack: Vec::new(),
+            stack: PathStack::default(),
         })
     }
 }

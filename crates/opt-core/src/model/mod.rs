@@ -15,7 +15,7 @@ pub use nets::{
     Classifier, Cnn, ConvBlock, LayerObserver, LeNet5, Mlp, Model, batch_norm, observe,
     with_bn_momentum,
 };
-pub use params::{ParamCounts, ParamEntry, count_params, observed_macs, param_entries};
+pub use params::{ParamCounts, ParamEntry, PathStack, count_params, observed_macs, param_entries};
 pub use spec::{Arch, InputShape, LayerCost, LayerKind, ModelSpec, conv_out, positive};
 
 #[cfg(test)]

@@ -23,28 +23,50 @@ impl ParamEntry {
     }
 }
 
+/// The dotted parameter path of a module walk (`blocks.0.conv.weight`): feed it a visitor's or
+/// mapper's `enter_module`/`exit_module` calls. Enum variants (`Model::Cnn`) are not part of
+/// the path, as in saved weights.
+#[derive(Debug, Default, Clone)]
+pub struct PathStack(Vec<String>);
+
+impl PathStack {
+    /// Call from `enter_module`.
+    pub fn enter(&mut self, name: &str, container_type: &str) {
+        if !container_type.starts_with("Enum:") {
+            self.0.push(name.to_string());
+        }
+    }
+
+    /// Call from `exit_module`.
+    pub fn exit(&mut self, container_type: &str) {
+        if !container_type.starts_with("Enum:") {
+            self.0.pop();
+        }
+    }
+
+    /// The current path.
+    pub fn path(&self) -> String {
+        self.0.join(".")
+    }
+}
+
 struct Collector {
-    stack: Vec<String>,
+    stack: PathStack,
     entries: Vec<ParamEntry>,
     count_nonzero: bool,
 }
 
 impl<B: Backend> ModuleVisitor<B> for Collector {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        // Enum variants (Model::Cnn) are not part of the weight path.
-        if !container_type.starts_with("Enum:") {
-            self.stack.push(name.to_string());
-        }
+        self.stack.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _name: &str, container_type: &str) {
-        if !container_type.starts_with("Enum:") {
-            self.stack.pop();
-        }
+        self.stack.exit(container_type);
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        let path = self.stack.join(".");
+        let path = self.stack.path();
         let running_stat = path.ends_with("running_mean") || path.ends_with("running_var");
         let tensor = param.val();
         let nonzero = if self.count_nonzero {
@@ -69,7 +91,7 @@ impl<B: Backend> ModuleVisitor<B> for Collector {
 /// tensor back to the host.
 pub fn param_entries<B: Backend, M: Module<B>>(module: &M, count_nonzero: bool) -> Vec<ParamEntry> {
     let mut c = Collector {
-        stack: Vec::new(),
+        stack: PathStack::default(),
         entries: Vec::new(),
         count_nonzero,
     };
