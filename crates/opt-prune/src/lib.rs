@@ -38,6 +38,7 @@ pub mod criterion;
 pub mod error;
 pub mod hook;
 pub mod prune;
+pub mod report;
 pub mod slicing;
 pub mod structured;
 pub mod unstructured;
@@ -45,6 +46,5 @@ pub mod unstructured;
 pub use config::{Criterion, Method, Override, PruneConfig, Schedule, Scope};
 pub use error::{PruneError, Result};
 pub use hook::{MaskHook, cubic_sparsity, mask_module};
-pub use prune::{
-    PruneOutcome, PruneReport, RoundReport, check_config, prune_model, recalibrate_batch_norm,
-};
+pub use prune::{PruneOutcome, check_config, prune_model, recalibrate_batch_norm};
+pub use report::{PruneReport, RoundReport};
