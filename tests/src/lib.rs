@@ -4,7 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use opt_cli::backend::{BackendKind, dispatch};
+use opt_cli::evaluate::{EvalModel, EvalOutput};
 use opt_core::data::idx::{IMAGES_MAGIC, LABELS_MAGIC, encode_idx};
+use opt_core::eval::MeasureConfig;
 
 /// A temporary folder removed on drop.
 pub struct TempDir(PathBuf);
@@ -62,6 +65,27 @@ pub fn optkit(args: &[&str]) -> Outcome {
         code,
         stderr: String::from_utf8_lossy(&err).into_owned(),
     }
+}
+
+/// Timing settings short enough for tests (the figures are not the point there).
+pub const FAST: MeasureConfig = MeasureConfig {
+    latency_runs: 5,
+    warmup_runs: 1,
+    throughput_batch: 64,
+    throughput_runs: 1,
+};
+
+/// `optkit eval` of a saved model folder on flex, in-process, on the data it records.
+pub fn reload(dir: PathBuf) -> EvalOutput {
+    dispatch(
+        BackendKind::Flex,
+        EvalModel {
+            dir,
+            data_dir: None,
+            measure: FAST,
+        },
+    )
+    .expect("the saved model reloads and evaluates")
 }
 
 /// A pipeline file small enough to train in seconds on the embedded data.

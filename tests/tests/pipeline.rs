@@ -1,10 +1,7 @@
 //! A tiny pipeline end to end on each compiled backend: training, artifacts on disk, the
 //! report.json contract, and `optkit eval` reproducing the accuracy from the saved model.
 
-use opt_cli::backend::{BackendKind, dispatch};
-use opt_cli::evaluate::EvalModel;
-use opt_core::eval::MeasureConfig;
-use optkit_tests::{TempDir, optkit, tiny_config};
+use optkit_tests::{TempDir, optkit, reload, tiny_config};
 use serde_json::Value;
 
 const CONTRACT: [&str; 12] = [
@@ -23,13 +20,6 @@ const CONTRACT: [&str; 12] = [
 ];
 
 /// Enough timing for a test; accuracy is computed on the whole test split regardless.
-const FAST: MeasureConfig = MeasureConfig {
-    latency_runs: 5,
-    warmup_runs: 1,
-    throughput_batch: 64,
-    throughput_runs: 1,
-};
-
 fn run_tiny(backend: &str, epochs: usize) -> (TempDir, Value) {
     let out = TempDir::new(backend);
     let cfg_dir = TempDir::new("cfg");
@@ -82,15 +72,7 @@ fn flex_pipeline_writes_artifacts_and_eval_reproduces_accuracy() {
     assert!(md.contains("| baseline | baseline |"), "{md}");
     assert!(md.contains("one multiply-accumulate = 1 MAC"));
 
-    let again = dispatch(
-        BackendKind::Flex,
-        EvalModel {
-            dir: stage.clone(),
-            data_dir: None,
-            measure: FAST,
-        },
-    )
-    .unwrap();
+    let again = reload(stage.clone());
     assert_eq!(Some(again.eval.accuracy), again.recorded_accuracy);
     assert_eq!(
         again.eval.accuracy,
@@ -186,15 +168,7 @@ fn mobilenet_and_second_baseline_in_one_run() {
     .unwrap();
     assert_eq!(model["spec"]["arch"]["arch"], "mobilenet_v2");
     assert_eq!(model["spec"]["arch"]["stem_stride"], 1);
-    let again = dispatch(
-        BackendKind::Flex,
-        EvalModel {
-            dir: out.path().join("baseline"),
-            data_dir: None,
-            measure: FAST,
-        },
-    )
-    .unwrap();
+    let again = reload(out.path().join("baseline"));
     assert_eq!(again.eval.accuracy, c[0]["accuracy"].as_f64().unwrap());
     assert_eq!(again.eval.params, c[0]["params"].as_u64().unwrap());
 }

@@ -2,18 +2,8 @@
 //! and a 2:4 unstructured stage from the same baseline, both reloaded by `optkit eval`; bad
 //! pruning settings are input errors that name the key before any training.
 
-use opt_cli::backend::{BackendKind, dispatch};
-use opt_cli::evaluate::EvalModel;
-use opt_core::eval::MeasureConfig;
-use optkit_tests::{TempDir, optkit, tiny_config};
+use optkit_tests::{TempDir, optkit, reload, tiny_config};
 use serde_json::Value;
-
-const FAST: MeasureConfig = MeasureConfig {
-    latency_runs: 5,
-    warmup_runs: 1,
-    throughput_batch: 64,
-    throughput_runs: 1,
-};
 
 fn run(extra: &str, model: &str) -> (TempDir, optkit_tests::Outcome) {
     let out = TempDir::new("prune");
@@ -30,18 +20,6 @@ fn run(extra: &str, model: &str) -> (TempDir, optkit_tests::Outcome) {
         "flex",
     ]);
     (out, o)
-}
-
-fn reload(dir: std::path::PathBuf) -> opt_cli::evaluate::EvalOutput {
-    dispatch(
-        BackendKind::Flex,
-        EvalModel {
-            dir,
-            data_dir: None,
-            measure: FAST,
-        },
-    )
-    .unwrap()
 }
 
 #[test]
@@ -114,7 +92,7 @@ finetune_epochs = 1
 #[test]
 fn bad_pruning_settings_fail_before_training() {
     let stage = |body: &str| format!("[[stages]]\nkind = \"prune\"\n[stages.prune]\n{body}\n");
-    let cases: [(&str, &[&str]); 5] = [
+    let cases: [(&str, &[&str]); 7] = [
         ("target = 1.0", &["stages[1].prune.target = 1", "[0, 1)"]),
         ("target = -0.2", &["stages[1].prune.target = -0.2"]),
         (
@@ -132,6 +110,17 @@ fn bad_pruning_settings_fail_before_training() {
         (
             "n_m = \"3:2\"",
             &["stages[1].prune.n_m = 3:2", "for example \"2:4\""],
+        ),
+        (
+            "sensitivity = { ratios = [0.75, 0.5] }",
+            &[
+                "stages[1].prune.sensitivity.ratios = [0.75, 0.5]",
+                "ascending",
+            ],
+        ),
+        (
+            "target = 0.9\nsensitivity = { ratios = [0.5, 0.75] }",
+            &["stages[1].prune.target = 0.9", "sensitivity.ratios"],
         ),
     ];
     for (body, needles) in cases {
@@ -200,6 +189,27 @@ fn prune_command_on_a_saved_model() {
         std::fs::read(src.join("weights.safetensors")).unwrap(),
         before
     );
+
+    // A sensitivity scan: every layer scanned, its derived ratios applied, the target met.
+    let scan = cfg_dir.write(
+        "scan.toml",
+        "[prune]\ntarget = 0.7\nfinetune_epochs = 0\n\
+         sensitivity = { ratios = [0.5, 0.9], samples = 40 }\n",
+    );
+    let scanned = run_dir.path().join("scanned");
+    let a = args(&scanned, &scan);
+    let o = optkit(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let r: Value =
+        serde_json::from_slice(&std::fs::read(scanned.join("prune.json")).unwrap()).unwrap();
+    let rows = r["prune"]["sensitivity"]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 4, "{r}");
+    assert!(
+        rows.iter()
+            .all(|row| row["accuracy"].as_array().unwrap().len() == 2)
+    );
+    let sparsity = r["prune"]["sparsity"].as_f64().unwrap();
+    assert!((sparsity - 0.7).abs() < 0.005, "{sparsity}");
 
     let bad = cfg_dir.write("bad.toml", "[prune]\ntarget = 1.5\n");
     let a = args(&run_dir.path().join("x"), &bad);

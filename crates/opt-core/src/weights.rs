@@ -159,10 +159,9 @@ pub fn decode_weights<B: Backend, M: Module<B>>(
         }
         match want.get(name) {
             None => extra.push(format!("{name} {:?}", view.shape())),
-            Some((_, shape)) if shape.as_slice() != view.shape() => shapes.push(format!(
-                "{name} has shape {:?} in the file, the model needs {shape:?}",
-                view.shape()
-            )),
+            Some((_, shape)) if shape.as_slice() != view.shape() => {
+                shapes.push(misshaped(name, view.shape(), shape))
+            }
             Some(_) if view.dtype() != Dtype::F32 => {
                 dtypes.push(format!("{name} is {:?}", view.dtype()))
             }
@@ -175,24 +174,7 @@ pub fn decode_weights<B: Backend, M: Module<B>>(
         .filter(|(name, _)| !seen.contains(name.as_str()))
         .map(|(name, (_, shape))| format!("{name} {shape:?}"))
         .collect();
-    let problems: Vec<String> = [
-        listing("mis-shaped tensors", &shapes),
-        listing("missing tensors", &missing),
-        listing("extra tensors", &extra),
-        listing(
-            "tensors that are not float32 (save them as float32)",
-            &dtypes,
-        ),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if !problems.is_empty() {
-        return Err(format!(
-            "weights do not match the model: {}",
-            problems.join("; ")
-        ));
-    }
+    check_fit(&shapes, &missing, &extra, &dtypes)?;
     let snapshots: Vec<TensorSnapshot> = found
         .into_iter()
         .map(|(_, ours, view)| {
@@ -203,6 +185,40 @@ pub fn decode_weights<B: Backend, M: Module<B>>(
         })
         .collect();
     apply_snapshots(model, snapshots, naming.adapter(false))
+}
+
+/// How a tensor of the wrong shape is listed.
+fn misshaped(name: &str, file: &[usize], model: &[usize]) -> String {
+    format!("{name} has shape {file:?} in the file, the model needs {model:?}")
+}
+
+/// The error naming every tensor that does not fit the model, or `Ok` when all fit.
+fn check_fit(
+    shapes: &[String],
+    missing: &[String],
+    extra: &[String],
+    dtypes: &[String],
+) -> Result<(), String> {
+    let problems: Vec<String> = [
+        listing("mis-shaped tensors", shapes),
+        listing("missing tensors", missing),
+        listing("extra tensors", extra),
+        listing(
+            "tensors that are not float32 (save them as float32)",
+            dtypes,
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "weights do not match the model: {}",
+            problems.join("; ")
+        ))
+    }
 }
 
 /// Loads checked snapshots into `model`; anything burn-store could not apply is an error.
@@ -280,10 +296,7 @@ pub fn load_host_tensors<B: Backend, M: Module<B>>(
         match want.get(name) {
             None => extra.push(format!("{name} {:?}", t.shape)),
             Some(shape) if *shape != t.shape || t.values.len() != t.numel() => {
-                shapes.push(format!(
-                    "{name} has shape {:?} in the file, the model needs {shape:?}",
-                    t.shape
-                ))
+                shapes.push(misshaped(name, &t.shape, shape))
             }
             Some(_) => {}
         }
@@ -293,20 +306,7 @@ pub fn load_host_tensors<B: Backend, M: Module<B>>(
         .filter(|(name, _)| !tensors.contains_key(*name))
         .map(|(name, shape)| format!("{name} {shape:?}"))
         .collect();
-    let problems: Vec<String> = [
-        listing("mis-shaped tensors", &shapes),
-        listing("missing tensors", &missing),
-        listing("extra tensors", &extra),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if !problems.is_empty() {
-        return Err(format!(
-            "weights do not match the model: {}",
-            problems.join("; ")
-        ));
-    }
+    check_fit(&shapes, &missing, &extra, &[])?;
     let snapshots: Vec<TensorSnapshot> = tensors
         .iter()
         .map(|(path, t)| {

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{PruneError, Result};
+use crate::sensitivity::SensitivityConfig;
 
 /// Unstructured (individual weights set to zero) or structured (whole channels removed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,6 +118,9 @@ pub struct PruneConfig {
     pub bn_batches: usize,
     /// Seed of the random criterion.
     pub seed: u64,
+    /// Scan every layer's (group's) sensitivity first and derive the per-unit ratios that
+    /// meet `target` from it (overrides and exclusions still apply); absent: no scan.
+    pub sensitivity: Option<SensitivityConfig>,
 }
 
 impl Default for PruneConfig {
@@ -143,6 +147,7 @@ impl Default for PruneConfig {
             taylor_batches: 8,
             bn_batches: 20,
             seed: 7,
+            sensitivity: None,
         }
     }
 }
@@ -213,6 +218,35 @@ impl PruneConfig {
                 self.ramp_fraction,
                 "must be in (0, 1]",
             ));
+        }
+        if let Some(sens) = &self.sensitivity {
+            sens.validate(&key("sensitivity"))?;
+            if self.n_m.is_some() {
+                return Err(PruneError::invalid(
+                    key("sensitivity"),
+                    "set",
+                    "N:M sparsity has no per-layer ratio to derive; remove n_m or the scan",
+                ));
+            }
+            let cap = match self.method {
+                Method::Unstructured => sens.max_ratio().min(self.max_layer_ratio),
+                Method::Structured => sens.max_ratio(),
+            };
+            if self.target > cap && self.overrides.iter().all(|o| o.ratio <= cap) {
+                return Err(PruneError::invalid(
+                    key("target"),
+                    self.target,
+                    format!(
+                        "the sensitivity scan can give no layer more than {cap} (its largest \
+                         ratio{}); add a larger ratio to sensitivity.ratios or lower the target",
+                        if cap < sens.max_ratio() {
+                            " capped by max_layer_ratio"
+                        } else {
+                            ""
+                        }
+                    ),
+                ));
+            }
         }
         if (self.method, self.criterion) == (Method::Unstructured, Criterion::BnScale) {
             return Err(PruneError::invalid(

@@ -8,7 +8,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
 use opt_core::data::Batch;
-use opt_core::model::{ChannelGroup, Classifier, PathStack, SliceRole};
+use opt_core::model::{ChannelGroup, Classifier, PathStack, SliceRole, TensorSlice};
 use opt_core::rng::SplitMix64;
 use opt_core::weights::HostTensor;
 
@@ -151,34 +151,34 @@ pub fn channel_scores(
             ))
         })
     };
-    let producers = group
+    let producers: Vec<&TensorSlice> = group
         .slices
         .iter()
-        .filter(|s| s.role == SliceRole::Producer && s.path.ends_with(".weight"));
+        .filter(|s| s.role == SliceRole::Producer && s.path.ends_with(".weight"))
+        .collect();
     let mut total = vec![0.0f64; c];
     let add = |total: &mut Vec<f64>, v: Vec<f64>| {
         total.iter_mut().zip(v).for_each(|(a, b)| *a += b);
     };
-    match criterion {
-        Criterion::L1 => {
-            for s in producers {
-                add(
-                    &mut total,
-                    per_channel(tensor(&s.path)?, s, c, None, |v, _| v.abs() as f64),
-                );
-            }
+    // Sum over `slices` of `f(value)` per channel.
+    let magnitude = |slices: &[&TensorSlice], f: fn(f32) -> f64| -> Result<Vec<f64>> {
+        let mut sum = vec![0.0f64; c];
+        for s in slices {
+            add(
+                &mut sum,
+                per_channel(tensor(&s.path)?, s, c, None, |v, _| f(v)),
+            );
         }
+        Ok(sum)
+    };
+    match criterion {
+        Criterion::L1 => total = magnitude(&producers, |v| v.abs() as f64)?,
         Criterion::L2 => {
-            for s in producers {
-                add(
-                    &mut total,
-                    per_channel(tensor(&s.path)?, s, c, None, |v, _| (v as f64) * (v as f64)),
-                );
-            }
+            total = magnitude(&producers, |v| (v as f64) * (v as f64))?;
             total.iter_mut().for_each(|v| *v = v.sqrt());
         }
         Criterion::BnScale => {
-            let gammas: Vec<_> = group
+            let gammas: Vec<&TensorSlice> = group
                 .slices
                 .iter()
                 .filter(|s| s.role == SliceRole::Norm && s.path.ends_with(".gamma"))
@@ -194,12 +194,7 @@ pub fn channel_scores(
                     ),
                 ));
             }
-            for s in gammas {
-                add(
-                    &mut total,
-                    per_channel(tensor(&s.path)?, s, c, None, |v, _| v.abs() as f64),
-                );
-            }
+            total = magnitude(&gammas, |v| v.abs() as f64)?;
         }
         Criterion::Taylor => {
             let tp = taylor.ok_or_else(|| {

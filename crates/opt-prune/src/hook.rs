@@ -159,7 +159,10 @@ impl<B: Backend> MaskHook<B> {
                 return;
             }
         };
-        match plan_masks(&g.cfg, &g.layers, &tensors, None, target) {
+        // Every layer's own final ratio (the target or an override) follows the same curve.
+        let (initial, ramp) = (g.cfg.initial_sparsity, g.ramp_steps);
+        let at = |r: f64| cubic_sparsity(initial.min(r), r, t, 0, ramp);
+        match plan_masks(&g.cfg, &g.layers, &tensors, None, &at) {
             Ok((masks, report)) => {
                 g.last_target = target;
                 self.device_masks = device_masks::<B>(&masks, &self.device);

@@ -12,6 +12,8 @@
 //!   squeeze-excitation, the flatten into a linear layer); the result is a smaller spec with
 //!   sliced weights, batch-norm statistics re-estimated.
 //! - Schedules: one-shot, iterative, gradual (Zhu & Gupta's cubic sparsity inside training).
+//! - Sensitivity scan ([`sensitivity`]): every layer or group pruned alone at several ratios,
+//!   the accuracy table, and per-unit ratios derived from it for the global target.
 //!
 //! ```
 //! use burn::tensor::backend::AutodiffBackend;
@@ -39,6 +41,7 @@ pub mod error;
 pub mod hook;
 pub mod prune;
 pub mod report;
+pub mod sensitivity;
 pub mod slicing;
 pub mod structured;
 pub mod unstructured;
@@ -48,3 +51,4 @@ pub use error::{PruneError, Result};
 pub use hook::{MaskHook, cubic_sparsity, mask_module};
 pub use prune::{PruneOutcome, check_config, prune_model, recalibrate_batch_norm};
 pub use report::{PruneReport, RoundReport};
+pub use sensitivity::{SensitivityConfig, SensitivityReport};

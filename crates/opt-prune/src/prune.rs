@@ -14,13 +14,14 @@ use opt_core::rng::SplitMix64;
 use opt_core::train::{DefaultHooks, TrainConfig, TrainData, TrainReport, train};
 use opt_core::weights::{HostTensor, host_tensors, load_host_tensors};
 
-use crate::config::{Criterion, Method, PruneConfig, Schedule};
+use crate::config::{Criterion, Method, Override, PruneConfig, Schedule, matches};
 use crate::criterion::GradientProducts;
 use crate::error::{PruneError, Result};
 use crate::hook::MaskHook;
 use crate::report::{PruneReport, RoundReport};
+use crate::sensitivity::{ScanUnit, SensitivityConfig, SensitivityReport, run_scan};
 use crate::structured::{plan_channels, shrink};
-use crate::unstructured::{apply_masks, plan_masks};
+use crate::unstructured::{apply_masks, plan_masks, select_layers};
 
 /// The pruned model with its spec, how to store it, and what happened.
 pub struct PruneOutcome<A: Architecture, B: Backend> {
@@ -104,6 +105,149 @@ fn groups_of<A: Architecture>(spec: &ModelSpec<A>) -> Result<Vec<opt_core::model
         })
 }
 
+/// Scans every layer (unstructured) or channel group (structured) of the unpruned model and
+/// returns the config with the derived per-unit ratios as overrides, and the scan's report.
+fn sensitivity_pass<B, A>(
+    spec: &ModelSpec<A>,
+    tensors: &BTreeMap<String, HostTensor>,
+    cfg: &PruneConfig,
+    sens: &SensitivityConfig,
+    data: &TrainData<'_>,
+    batch_size: usize,
+    device: &B::Device,
+) -> Result<(PruneConfig, SensitivityReport)>
+where
+    B: AutodiffBackend,
+    A: Architecture,
+    A::Model<B>: AutodiffModule<B, InnerModule = A::Model<B::InnerBackend>>,
+{
+    let _span = tracing::info_span!("sensitivity").entered();
+    let subset = match sens.samples {
+        0 => data.valid.clone(),
+        n => data.valid.take(n),
+    };
+    let accuracy = |m: &A::Model<B::InnerBackend>| {
+        evaluate_accuracy(m, &subset, &data.batcher, 256, device).accuracy
+    };
+    let inner = |t: &BTreeMap<String, HostTensor>, s: &ModelSpec<A>| {
+        load_host_tensors(s.init::<B::InnerBackend>(device), t).map_err(PruneError::Model)
+    };
+    let baseline = accuracy(&inner(tensors, spec)?);
+    let taylor = if cfg.criterion == Criterion::Taylor {
+        let m = load_host_tensors(spec.init::<B>(device), tensors).map_err(PruneError::Model)?;
+        let batches = sample_batches::<B>(data, cfg.taylor_batches, batch_size, cfg.seed, device);
+        Some(GradientProducts::compute(&m, batches))
+    } else {
+        None
+    };
+    let fixed = |name: &str| {
+        cfg.overrides
+            .iter()
+            .rev()
+            .find(|o| matches(&o.pattern, name))
+            .map(|o| o.ratio)
+    };
+    let report = match cfg.method {
+        Method::Unstructured => {
+            let layers = prunable_layers(&spec.layers());
+            let selected: Vec<_> = select_layers(cfg, &layers)?.into_iter().cloned().collect();
+            let mut units = Vec::with_capacity(selected.len());
+            for l in &selected {
+                let size = tensors.get(&l.weight).map_or(0, |t| t.values.len());
+                units.push(ScanUnit {
+                    name: l.name.clone(),
+                    size,
+                    fixed: fixed(&l.name),
+                });
+            }
+            run_scan(
+                sens,
+                &units,
+                subset.len(),
+                baseline,
+                cfg.target,
+                (cfg.min_layer_ratio, cfg.max_layer_ratio),
+                |i, r| {
+                    let alone = PruneConfig {
+                        target: r,
+                        exclude: Vec::new(),
+                        overrides: Vec::new(),
+                        sensitivity: None,
+                        ..cfg.clone()
+                    };
+                    let (masks, _) = plan_masks(
+                        &alone,
+                        std::slice::from_ref(&selected[i]),
+                        tensors,
+                        taylor.as_ref(),
+                        &|x| x,
+                    )?;
+                    let mut t = tensors.clone();
+                    apply_masks(&mut t, &masks);
+                    Ok(accuracy(&inner(&t, spec)?))
+                },
+            )?
+        }
+        Method::Structured => {
+            let groups = groups_of(spec)?;
+            let original: Vec<usize> = groups.iter().map(|g| g.channels).collect();
+            let kept: Vec<_> = groups
+                .iter()
+                .filter(|g| !cfg.exclude.iter().any(|p| matches(p, &g.name)))
+                .collect();
+            let units: Vec<ScanUnit> = kept
+                .iter()
+                .map(|g| ScanUnit {
+                    name: g.name.clone(),
+                    size: g.channels,
+                    fixed: fixed(&g.name),
+                })
+                .collect();
+            let bn = sample_batches::<B>(data, cfg.bn_batches, batch_size, cfg.seed, device);
+            run_scan(
+                sens,
+                &units,
+                subset.len(),
+                baseline,
+                cfg.target,
+                (0.0, 1.0),
+                |i, r| {
+                    let alone = PruneConfig {
+                        target: 0.0,
+                        exclude: Vec::new(),
+                        overrides: vec![Override {
+                            pattern: kept[i].name.clone(),
+                            ratio: r,
+                        }],
+                        round_to: 1,
+                        sensitivity: None,
+                        ..cfg.clone()
+                    };
+                    let plan =
+                        plan_channels(&alone, &groups, tensors, taylor.as_ref(), &original, 1.0)?;
+                    let (smaller, sliced) = shrink(spec, &groups, &plan, tensors)?;
+                    let m = load_host_tensors(smaller.init::<B>(device), &sliced)
+                        .map_err(PruneError::Model)?;
+                    recalibrate_batch_norm(&m, bn.clone());
+                    Ok(accuracy(&m.valid()))
+                },
+            )?
+        }
+    };
+    let derived = PruneConfig {
+        overrides: report
+            .rows
+            .iter()
+            .map(|r| Override {
+                pattern: r.name.clone(),
+                ratio: r.ratio,
+            })
+            .collect(),
+        ..cfg.clone()
+    };
+    Ok((derived, report))
+}
+
 /// Prunes `model` (of `spec`) as `cfg` says, fine-tuning with `train_cfg`'s optimizer on
 /// `data`. Returns the pruned model, its spec and the report.
 pub fn prune_model<B, A>(
@@ -158,6 +302,18 @@ where
         sparsity: None,
         groups: Vec::new(),
         notes: Vec::new(),
+        sensitivity: None,
+    };
+    // With a scan, every unit's ratio is the one derived from it (an override).
+    let derived;
+    let cfg = match &cfg.sensitivity {
+        Some(sens) => {
+            let (c, scan) = sensitivity_pass::<B, A>(spec, &tensors, cfg, sens, &data, bs, device)?;
+            report.sensitivity = Some(scan);
+            derived = c;
+            &derived
+        }
+        None => cfg,
     };
     let mut last_train = None;
     let rounds = if cfg.schedule == Schedule::Iterative {
@@ -181,7 +337,7 @@ where
                 }
                 tensors = host_tensors(&inner).map_err(PruneError::Model)?;
                 let reached = hook.history.last().map_or(0.0, |h| h.1);
-                let (masks, layer_report) = plan_masks(cfg, &layers, &tensors, None, cfg.target)?;
+                let (masks, layer_report) = plan_masks(cfg, &layers, &tensors, None, &|r| r)?;
                 if reached < cfg.target - 1e-9 {
                     report.notes.push(format!(
                         "the gradual schedule reached sparsity {reached:.3} during training; the \
@@ -200,14 +356,16 @@ where
                 last_train = Some(tr);
             } else {
                 for k in 1..=rounds {
+                    // Geometric steps: each round removes the same fraction of what is left.
+                    let at = |r: f64| 1.0 - (1.0 - r).powf(k as f64 / rounds as f64);
                     let target = if cfg.n_m.is_some() {
                         0.0
                     } else {
-                        1.0 - (1.0 - cfg.target).powf(k as f64 / rounds as f64)
+                        at(cfg.target)
                     };
                     let tp = taylor(spec, &tensors)?;
                     let (masks, layer_report) =
-                        plan_masks(cfg, &layers, &tensors, tp.as_ref(), target)?;
+                        plan_masks(cfg, &layers, &tensors, tp.as_ref(), &at)?;
                     apply_masks(&mut tensors, &masks);
                     let pruned = build(spec, &tensors)?.valid();
                     let mut round = RoundReport {
@@ -515,6 +673,86 @@ mod tests {
                 .any(|n| n.contains("kept the minimum 2")),
             "{:?}",
             out.report.notes
+        );
+    }
+
+    #[test]
+    fn sensitivity_scan_reports_every_unit_and_its_ratios_meet_the_target() {
+        let _rng = rng_lock();
+        let f = fixture();
+        let sens = Some(crate::SensitivityConfig {
+            ratios: vec![0.5, 0.9],
+            samples: 60,
+        });
+        let cfg = PruneConfig {
+            target: 0.6,
+            finetune_epochs: 0,
+            overrides: vec![Override {
+                pattern: "head".into(),
+                ratio: 0.1,
+            }],
+            sensitivity: sens.clone(),
+            ..Default::default()
+        };
+        let out =
+            prune_model::<TestAutodiff, Arch>(&f.spec, &f.model, &cfg, data(&f), &f.cfg, &device())
+                .unwrap();
+        let scan = out.report.sensitivity.as_ref().unwrap();
+        let names: Vec<&str> = scan.rows.iter().map(|r| r.name.as_str()).collect();
+        let layers: Vec<&str> = out.report.layers.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, layers);
+        assert_eq!(scan.samples, 60);
+        for row in &scan.rows {
+            assert_eq!(row.fixed, row.name == "head", "{row:?}");
+            assert_eq!(row.accuracy.len(), if row.fixed { 0 } else { 2 }, "{row:?}");
+            assert!(row.accuracy.iter().all(|a| (0.0..=1.0).contains(a)));
+        }
+        // The derived ratios are what the layers got, and together they meet the target.
+        for (row, l) in scan.rows.iter().zip(&out.report.layers) {
+            assert!((row.ratio - l.ratio).abs() < 0.01, "{row:?} {l:?}");
+        }
+        let s = out.report.sparsity.unwrap();
+        assert!((s - 0.6).abs() < 0.005, "{s}");
+        let md = out.report.summary().join("\n");
+        assert!(md.contains("| layer | size | 0.5 | 0.9 | ratio |"), "{md}");
+        assert!(md.contains("(override)"), "{md}");
+
+        // Structured: the channel-weighted mean of the removed fractions is the target.
+        let cfg = PruneConfig {
+            method: Method::Structured,
+            target: 0.3,
+            round_to: 1,
+            finetune_epochs: 0,
+            bn_batches: 2,
+            sensitivity: sens,
+            ..Default::default()
+        };
+        let out =
+            prune_model::<TestAutodiff, Arch>(&f.spec, &f.model, &cfg, data(&f), &f.cfg, &device())
+                .unwrap();
+        let scan = out.report.sensitivity.as_ref().unwrap();
+        assert_eq!(scan.rows.len(), out.report.groups.len());
+        let (before, removed) = out
+            .report
+            .groups
+            .iter()
+            .fold((0, 0), |(b, r), g| (b + g.before, r + g.before - g.after));
+        let frac = removed as f64 / before as f64;
+        assert!((frac - 0.3).abs() <= 1.5 / before as f64 + 0.02, "{frac}");
+        // A target the scanned ratios cannot reach is refused before any work.
+        let e = check_config(
+            &f.spec,
+            &PruneConfig {
+                target: 0.95,
+                ..cfg
+            },
+            "p",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("p.target = 0.95") && e.contains("sensitivity.ratios"),
+            "{e}"
         );
     }
 

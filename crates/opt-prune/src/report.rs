@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::PruneConfig;
+use crate::config::{Method, PruneConfig};
+use crate::sensitivity::SensitivityReport;
 use crate::structured::GroupChange;
 use crate::unstructured::LayerSparsity;
 
@@ -38,6 +39,9 @@ pub struct PruneReport {
     pub groups: Vec<GroupChange>,
     /// Things the user should know (minimums applied, schedule shortfalls).
     pub notes: Vec<String>,
+    /// The sensitivity scan and the ratios derived from it, when one ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensitivity: Option<SensitivityReport>,
 }
 
 impl PruneReport {
@@ -92,6 +96,12 @@ impl PruneReport {
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
+        }
+        if let Some(scan) = &self.sensitivity {
+            out.push(scan.markdown(match c.method {
+                Method::Unstructured => "layer",
+                Method::Structured => "group",
+            }));
         }
         out.extend(self.notes.iter().map(|n| format!("note: {n}")));
         out

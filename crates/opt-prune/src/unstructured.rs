@@ -82,14 +82,16 @@ fn n_m_mask(kind: LayerKind, t: &HostTensor, scores: &[f64], n: usize, m: usize)
     keep
 }
 
-/// Decides the masks for `target` (the config's target unless given), from the current
-/// tensors. Weights already zero rank lowest under magnitude criteria, so masks only grow.
+/// Decides the masks from the current tensors. `at` maps a full ratio (the target or an
+/// override's) to this step's (the schedule's progress: identity for one-shot, a partial ratio
+/// for an iterative round or a gradual step). Weights already zero rank lowest under magnitude
+/// criteria, so masks only grow.
 pub fn plan_masks(
     cfg: &PruneConfig,
     layers: &[PrunableLayer],
     tensors: &BTreeMap<String, HostTensor>,
     taylor: Option<&GradientProducts>,
-    target: f64,
+    at: &dyn Fn(f64) -> f64,
 ) -> Result<(Masks, Vec<LayerSparsity>)> {
     let selected = select_layers(cfg, layers)?;
     let mut rng = SplitMix64::new(cfg.seed);
@@ -119,7 +121,7 @@ pub fn plan_masks(
         // Fraction pruned per layer: the override, the target, or the global threshold's.
         let mut ratios: Vec<f64> = scored
             .iter()
-            .map(|(_, _, _, r)| r.unwrap_or(target))
+            .map(|(_, _, _, r)| at(r.unwrap_or(cfg.target)))
             .collect();
         if cfg.scope == Scope::Global {
             let pooled: Vec<usize> = (0..scored.len())
@@ -149,7 +151,7 @@ pub fn plan_masks(
             };
             let mut all: Vec<f64> = sorted.iter().flatten().copied().collect();
             all.sort_unstable_by(f64::total_cmp);
-            let want = target * total as f64;
+            let want = at(cfg.target) * total as f64;
             // The smallest threshold whose clamped pruned count reaches the target.
             let (mut lo, mut hi) = (0usize, all.len());
             while lo < hi {
@@ -244,7 +246,7 @@ mod tests {
             max_layer_ratio: 0.75,
             ..Default::default()
         };
-        let (masks, report) = plan_masks(&cfg, &layers, &tensors(), None, 0.5).unwrap();
+        let (masks, report) = plan_masks(&cfg, &layers, &tensors(), None, &|r| r).unwrap();
         // 10 of 20 pruned: the conv (smallest values) is capped at 6 of 8, 4 come from l.
         assert_eq!(report[0].pruned, 6, "{report:?}");
         assert_eq!(report[1].pruned, 4, "{report:?}");
@@ -257,7 +259,7 @@ mod tests {
             }],
             ..cfg
         };
-        let (_, report) = plan_masks(&per_layer, &layers, &tensors(), None, 0.5).unwrap();
+        let (_, report) = plan_masks(&per_layer, &layers, &tensors(), None, &|r| r).unwrap();
         assert_eq!((report[0].pruned, report[1].pruned), (4, 3));
     }
 
@@ -268,7 +270,7 @@ mod tests {
             n_m: Some("2:4".into()),
             ..Default::default()
         };
-        let (masks, report) = plan_masks(&cfg, &layers, &tensors(), None, 0.0).unwrap();
+        let (masks, report) = plan_masks(&cfg, &layers, &tensors(), None, &|r| r).unwrap();
         // conv rows of 4: keep the 2 largest (the last two of each row).
         assert_eq!(
             masks["c.weight"],
@@ -293,7 +295,7 @@ mod tests {
             criterion: Criterion::L2,
             ..Default::default()
         };
-        let e = plan_masks(&cfg, &layers, &tensors(), None, 0.5)
+        let e = plan_masks(&cfg, &layers, &tensors(), None, &|r| r)
             .unwrap_err()
             .to_string();
         assert!(
