@@ -147,56 +147,51 @@ where
             .find(|o| matches(&o.pattern, name))
             .map(|o| o.ratio)
     };
-    let report = match cfg.method {
+    let taylor = taylor.as_ref();
+    type Measure<'a> = Box<dyn FnMut(usize, f64) -> Result<f64> + 'a>;
+    let (units, bounds, measure): (Vec<ScanUnit>, (f64, f64), Measure<'_>) = match cfg.method {
         Method::Unstructured => {
             let layers = prunable_layers(&spec.layers());
             let selected: Vec<_> = select_layers(cfg, &layers)?.into_iter().cloned().collect();
-            let mut units = Vec::with_capacity(selected.len());
-            for l in &selected {
-                let size = tensors.get(&l.weight).map_or(0, |t| t.values.len());
-                units.push(ScanUnit {
+            let units = selected
+                .iter()
+                .map(|l| ScanUnit {
                     name: l.name.clone(),
-                    size,
+                    size: tensors.get(&l.weight).map_or(0, |t| t.values.len()),
                     fixed: fixed(&l.name),
-                });
-            }
-            run_scan(
-                sens,
-                &units,
-                subset.len(),
-                baseline,
-                cfg.target,
+                })
+                .collect();
+            let measure = move |i: usize, r: f64| {
+                let alone = PruneConfig {
+                    target: r,
+                    exclude: Vec::new(),
+                    overrides: Vec::new(),
+                    sensitivity: None,
+                    ..cfg.clone()
+                };
+                let one = std::slice::from_ref(&selected[i]);
+                let (masks, _) = plan_masks(&alone, one, tensors, taylor, &|x| x)?;
+                let mut t = tensors.clone();
+                apply_masks(&mut t, &masks);
+                Ok(accuracy(&inner(&t, spec)?))
+            };
+            (
+                units,
                 (cfg.min_layer_ratio, cfg.max_layer_ratio),
-                |i, r| {
-                    let alone = PruneConfig {
-                        target: r,
-                        exclude: Vec::new(),
-                        overrides: Vec::new(),
-                        sensitivity: None,
-                        ..cfg.clone()
-                    };
-                    let (masks, _) = plan_masks(
-                        &alone,
-                        std::slice::from_ref(&selected[i]),
-                        tensors,
-                        taylor.as_ref(),
-                        &|x| x,
-                    )?;
-                    let mut t = tensors.clone();
-                    apply_masks(&mut t, &masks);
-                    Ok(accuracy(&inner(&t, spec)?))
-                },
-            )?
+                Box::new(measure),
+            )
         }
         Method::Structured => {
             let groups = groups_of(spec)?;
             let original: Vec<usize> = groups.iter().map(|g| g.channels).collect();
-            let kept: Vec<_> = groups
+            let kept: Vec<String> = groups
                 .iter()
-                .filter(|g| !cfg.exclude.iter().any(|p| matches(p, &g.name)))
+                .map(|g| g.name.clone())
+                .filter(|n| !cfg.exclude.iter().any(|p| matches(p, n)))
                 .collect();
-            let units: Vec<ScanUnit> = kept
+            let units = groups
                 .iter()
+                .filter(|g| kept.contains(&g.name))
                 .map(|g| ScanUnit {
                     name: g.name.clone(),
                     size: g.channels,
@@ -204,36 +199,37 @@ where
                 })
                 .collect();
             let bn = sample_batches::<B>(data, cfg.bn_batches, batch_size, cfg.seed, device);
-            run_scan(
-                sens,
-                &units,
-                subset.len(),
-                baseline,
-                cfg.target,
-                (0.0, 1.0),
-                |i, r| {
-                    let alone = PruneConfig {
-                        target: 0.0,
-                        exclude: Vec::new(),
-                        overrides: vec![Override {
-                            pattern: kept[i].name.clone(),
-                            ratio: r,
-                        }],
-                        round_to: 1,
-                        sensitivity: None,
-                        ..cfg.clone()
-                    };
-                    let plan =
-                        plan_channels(&alone, &groups, tensors, taylor.as_ref(), &original, 1.0)?;
-                    let (smaller, sliced) = shrink(spec, &groups, &plan, tensors)?;
-                    let m = load_host_tensors(smaller.init::<B>(device), &sliced)
-                        .map_err(PruneError::Model)?;
-                    recalibrate_batch_norm(&m, bn.clone());
-                    Ok(accuracy(&m.valid()))
-                },
-            )?
+            let measure = move |i: usize, r: f64| {
+                let alone = PruneConfig {
+                    target: 0.0,
+                    exclude: Vec::new(),
+                    overrides: vec![Override {
+                        pattern: kept[i].clone(),
+                        ratio: r,
+                    }],
+                    round_to: 1,
+                    sensitivity: None,
+                    ..cfg.clone()
+                };
+                let plan = plan_channels(&alone, &groups, tensors, taylor, &original, 1.0)?;
+                let (smaller, sliced) = shrink(spec, &groups, &plan, tensors)?;
+                let m = load_host_tensors(smaller.init::<B>(device), &sliced)
+                    .map_err(PruneError::Model)?;
+                recalibrate_batch_norm(&m, bn.clone());
+                Ok(accuracy(&m.valid()))
+            };
+            (units, (0.0, 1.0), Box::new(measure))
         }
     };
+    let report = run_scan(
+        sens,
+        &units,
+        subset.len(),
+        baseline,
+        cfg.target,
+        bounds,
+        measure,
+    )?;
     let derived = PruneConfig {
         overrides: report
             .rows
