@@ -311,6 +311,20 @@ impl PruneConfig {
         Ok(())
     }
 
+    /// Whether an exclusion pattern matches layer or group `name`.
+    pub fn excluded(&self, name: &str) -> bool {
+        self.exclude.iter().any(|p| matches(p, name))
+    }
+
+    /// The ratio of the last override whose pattern matches `name`, if any.
+    pub fn override_ratio(&self, name: &str) -> Option<f64> {
+        self.overrides
+            .iter()
+            .rev()
+            .find(|o| matches(&o.pattern, name))
+            .map(|o| o.ratio)
+    }
+
     /// The N:M pattern, if any.
     pub fn n_m(&self) -> Option<(usize, usize)> {
         self.n_m.as_deref().and_then(|s| parse_n_m(s).ok())

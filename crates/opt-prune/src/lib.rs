@@ -38,9 +38,12 @@
 pub mod config;
 pub mod criterion;
 pub mod error;
+#[cfg(test)]
+mod fixture;
 pub mod hook;
 pub mod prune;
 pub mod report;
+mod scan;
 pub mod sensitivity;
 pub mod slicing;
 pub mod structured;

@@ -14,14 +14,13 @@ use opt_core::rng::SplitMix64;
 use opt_core::train::{DefaultHooks, TrainConfig, TrainData, TrainReport, train};
 use opt_core::weights::{HostTensor, host_tensors, load_host_tensors};
 
-use crate::config::{Criterion, Method, Override, PruneConfig, Schedule, matches};
+use crate::config::{Criterion, Method, PruneConfig, Schedule};
 use crate::criterion::GradientProducts;
 use crate::error::{PruneError, Result};
 use crate::hook::MaskHook;
 use crate::report::{PruneReport, RoundReport};
-use crate::sensitivity::{ScanUnit, SensitivityConfig, SensitivityReport, run_scan};
 use crate::structured::{plan_channels, shrink};
-use crate::unstructured::{apply_masks, plan_masks, select_layers};
+use crate::unstructured::{apply_masks, plan_masks};
 
 /// The pruned model with its spec, how to store it, and what happened.
 pub struct PruneOutcome<A: Architecture, B: Backend> {
@@ -38,7 +37,7 @@ pub struct PruneOutcome<A: Architecture, B: Backend> {
 }
 
 /// Seeded batches of the training split for scoring and batch-norm re-estimation.
-fn sample_batches<B: Backend>(
+pub(crate) fn sample_batches<B: Backend>(
     data: &TrainData<'_>,
     count: usize,
     batch_size: usize,
@@ -92,7 +91,9 @@ pub fn check_config<A: Architecture>(
     }
 }
 
-fn groups_of<A: Architecture>(spec: &ModelSpec<A>) -> Result<Vec<opt_core::model::ChannelGroup>> {
+pub(crate) fn groups_of<A: Architecture>(
+    spec: &ModelSpec<A>,
+) -> Result<Vec<opt_core::model::ChannelGroup>> {
     spec.arch
         .channel_groups(spec.input, spec.classes)
         .ok_or_else(|| {
@@ -105,143 +106,27 @@ fn groups_of<A: Architecture>(spec: &ModelSpec<A>) -> Result<Vec<opt_core::model
         })
 }
 
-/// Scans every layer (unstructured) or channel group (structured) of the unpruned model and
-/// returns the config with the derived per-unit ratios as overrides, and the scan's report.
-fn sensitivity_pass<B, A>(
+/// `weight x gradient` of the model `spec` with `tensors` over `cfg.taylor_batches` seeded
+/// training batches, when the criterion is Taylor (else nothing to compute).
+pub(crate) fn taylor_products<B, A>(
+    cfg: &PruneConfig,
     spec: &ModelSpec<A>,
     tensors: &BTreeMap<String, HostTensor>,
-    cfg: &PruneConfig,
-    sens: &SensitivityConfig,
     data: &TrainData<'_>,
     batch_size: usize,
     device: &B::Device,
-) -> Result<(PruneConfig, SensitivityReport)>
+) -> Result<Option<GradientProducts>>
 where
     B: AutodiffBackend,
     A: Architecture,
     A::Model<B>: AutodiffModule<B, InnerModule = A::Model<B::InnerBackend>>,
 {
-    let _span = tracing::info_span!("sensitivity").entered();
-    let subset = match sens.samples {
-        0 => data.valid.clone(),
-        n => data.valid.take(n),
-    };
-    let accuracy = |m: &A::Model<B::InnerBackend>| {
-        evaluate_accuracy(m, &subset, &data.batcher, 256, device).accuracy
-    };
-    let inner = |t: &BTreeMap<String, HostTensor>, s: &ModelSpec<A>| {
-        load_host_tensors(s.init::<B::InnerBackend>(device), t).map_err(PruneError::Model)
-    };
-    let baseline = accuracy(&inner(tensors, spec)?);
-    let taylor = if cfg.criterion == Criterion::Taylor {
-        let m = load_host_tensors(spec.init::<B>(device), tensors).map_err(PruneError::Model)?;
-        let batches = sample_batches::<B>(data, cfg.taylor_batches, batch_size, cfg.seed, device);
-        Some(GradientProducts::compute(&m, batches))
-    } else {
-        None
-    };
-    let fixed = |name: &str| {
-        cfg.overrides
-            .iter()
-            .rev()
-            .find(|o| matches(&o.pattern, name))
-            .map(|o| o.ratio)
-    };
-    let taylor = taylor.as_ref();
-    type Measure<'a> = Box<dyn FnMut(usize, f64) -> Result<f64> + 'a>;
-    let (units, bounds, measure): (Vec<ScanUnit>, (f64, f64), Measure<'_>) = match cfg.method {
-        Method::Unstructured => {
-            let layers = prunable_layers(&spec.layers());
-            let selected: Vec<_> = select_layers(cfg, &layers)?.into_iter().cloned().collect();
-            let units = selected
-                .iter()
-                .map(|l| ScanUnit {
-                    name: l.name.clone(),
-                    size: tensors.get(&l.weight).map_or(0, |t| t.values.len()),
-                    fixed: fixed(&l.name),
-                })
-                .collect();
-            let measure = move |i: usize, r: f64| {
-                let alone = PruneConfig {
-                    target: r,
-                    exclude: Vec::new(),
-                    overrides: Vec::new(),
-                    sensitivity: None,
-                    ..cfg.clone()
-                };
-                let one = std::slice::from_ref(&selected[i]);
-                let (masks, _) = plan_masks(&alone, one, tensors, taylor, &|x| x)?;
-                let mut t = tensors.clone();
-                apply_masks(&mut t, &masks);
-                Ok(accuracy(&inner(&t, spec)?))
-            };
-            (
-                units,
-                (cfg.min_layer_ratio, cfg.max_layer_ratio),
-                Box::new(measure),
-            )
-        }
-        Method::Structured => {
-            let groups = groups_of(spec)?;
-            let original: Vec<usize> = groups.iter().map(|g| g.channels).collect();
-            let kept: Vec<String> = groups
-                .iter()
-                .map(|g| g.name.clone())
-                .filter(|n| !cfg.exclude.iter().any(|p| matches(p, n)))
-                .collect();
-            let units = groups
-                .iter()
-                .filter(|g| kept.contains(&g.name))
-                .map(|g| ScanUnit {
-                    name: g.name.clone(),
-                    size: g.channels,
-                    fixed: fixed(&g.name),
-                })
-                .collect();
-            let bn = sample_batches::<B>(data, cfg.bn_batches, batch_size, cfg.seed, device);
-            let measure = move |i: usize, r: f64| {
-                let alone = PruneConfig {
-                    target: 0.0,
-                    exclude: Vec::new(),
-                    overrides: vec![Override {
-                        pattern: kept[i].clone(),
-                        ratio: r,
-                    }],
-                    round_to: 1,
-                    sensitivity: None,
-                    ..cfg.clone()
-                };
-                let plan = plan_channels(&alone, &groups, tensors, taylor, &original, 1.0)?;
-                let (smaller, sliced) = shrink(spec, &groups, &plan, tensors)?;
-                let m = load_host_tensors(smaller.init::<B>(device), &sliced)
-                    .map_err(PruneError::Model)?;
-                recalibrate_batch_norm(&m, bn.clone());
-                Ok(accuracy(&m.valid()))
-            };
-            (units, (0.0, 1.0), Box::new(measure))
-        }
-    };
-    let report = run_scan(
-        sens,
-        &units,
-        subset.len(),
-        baseline,
-        cfg.target,
-        bounds,
-        measure,
-    )?;
-    let derived = PruneConfig {
-        overrides: report
-            .rows
-            .iter()
-            .map(|r| Override {
-                pattern: r.name.clone(),
-                ratio: r.ratio,
-            })
-            .collect(),
-        ..cfg.clone()
-    };
-    Ok((derived, report))
+    if cfg.criterion != Criterion::Taylor {
+        return Ok(None);
+    }
+    let m = load_host_tensors(spec.init::<B>(device), tensors).map_err(PruneError::Model)?;
+    let batches = sample_batches::<B>(data, cfg.taylor_batches, batch_size, cfg.seed, device);
+    Ok(Some(GradientProducts::compute(&m, batches)))
 }
 
 /// Prunes `model` (of `spec`) as `cfg` says, fine-tuning with `train_cfg`'s optimizer on
@@ -279,15 +164,8 @@ where
     let valid = |m: &A::Model<B::InnerBackend>| {
         evaluate_accuracy(m, data.valid, &data.batcher, 256, device).accuracy
     };
-    let taylor = |spec: &ModelSpec<A>,
-                  t: &BTreeMap<String, HostTensor>|
-     -> Result<Option<GradientProducts>> {
-        if cfg.criterion != Criterion::Taylor {
-            return Ok(None);
-        }
-        let m = build(spec, t)?;
-        let batches = sample_batches::<B>(&data, cfg.taylor_batches, bs, cfg.seed, device);
-        Ok(Some(GradientProducts::compute(&m, batches)))
+    let taylor = |spec: &ModelSpec<A>, t: &BTreeMap<String, HostTensor>| {
+        taylor_products::<B, A>(cfg, spec, t, &data, bs, device)
     };
     let mut tensors = host_tensors(model).map_err(PruneError::Model)?;
     let mut report = PruneReport {
@@ -304,7 +182,9 @@ where
     let derived;
     let cfg = match &cfg.sensitivity {
         Some(sens) => {
-            let (c, scan) = sensitivity_pass::<B, A>(spec, &tensors, cfg, sens, &data, bs, device)?;
+            let (c, scan) = crate::scan::sensitivity_pass::<B, A>(
+                spec, &tensors, cfg, sens, &data, bs, device,
+            )?;
             report.sensitivity = Some(scan);
             derived = c;
             &derived
@@ -474,74 +354,10 @@ mod tests {
     use super::*;
     use burn::tensor::{Distribution, Tensor};
     use opt_core::artifact::{FORMAT_VERSION, ModelMeta, load_model, save_model_as};
-    use opt_core::data::{Batcher, DataSource, ImageDataset, Normalization};
     use opt_core::model::{Arch, Classifier, count_params};
-    use opt_core::test_util::{MNIST, TestAutodiff, TestBackend, device, rng_lock};
-    use opt_core::train::seed_backend;
+    use opt_core::test_util::{TestAutodiff, device, rng_lock};
 
-    type Inner = TestBackend;
-
-    struct Fixture {
-        train: ImageDataset,
-        valid: ImageDataset,
-        batcher: Batcher,
-        spec: ModelSpec,
-        model: opt_core::model::Model<Inner>,
-        cfg: TrainConfig,
-    }
-
-    /// A small CNN trained for one epoch on 480 embedded images.
-    fn fixture() -> Fixture {
-        let splits = DataSource::Embedded.load(10).unwrap();
-        let (train_ds, valid_ds) = splits.train.take(600).split(0.2, 1).unwrap();
-        let batcher = Batcher {
-            norm: Normalization::of(&train_ds),
-        };
-        let spec = ModelSpec {
-            input: MNIST,
-            classes: 10,
-            arch: Arch::Cnn {
-                blocks: vec![8, 16],
-                fc: 32,
-            },
-        };
-        let cfg = TrainConfig {
-            epochs: 1,
-            batch_size: 32,
-            learning_rate: 3e-3,
-            ..Default::default()
-        };
-        let dev = device();
-        seed_backend::<TestAutodiff>(&dev, 3);
-        let data = TrainData {
-            train: &train_ds,
-            valid: &valid_ds,
-            batcher,
-        };
-        let (model, _) = train(
-            spec.init::<TestAutodiff>(&dev),
-            data,
-            &cfg,
-            &dev,
-            &mut DefaultHooks,
-        );
-        Fixture {
-            train: train_ds,
-            valid: valid_ds,
-            batcher,
-            spec,
-            model,
-            cfg,
-        }
-    }
-
-    fn data(f: &Fixture) -> TrainData<'_> {
-        TrainData {
-            train: &f.train,
-            valid: &f.valid,
-            batcher: f.batcher,
-        }
-    }
+    use crate::fixture::{Inner, data, fixture};
 
     #[test]
     fn unstructured_masks_survive_fine_tuning_and_the_sparse_file_reloads_exactly() {
@@ -669,86 +485,6 @@ mod tests {
                 .any(|n| n.contains("kept the minimum 2")),
             "{:?}",
             out.report.notes
-        );
-    }
-
-    #[test]
-    fn sensitivity_scan_reports_every_unit_and_its_ratios_meet_the_target() {
-        let _rng = rng_lock();
-        let f = fixture();
-        let sens = Some(crate::SensitivityConfig {
-            ratios: vec![0.5, 0.9],
-            samples: 60,
-        });
-        let cfg = PruneConfig {
-            target: 0.6,
-            finetune_epochs: 0,
-            overrides: vec![Override {
-                pattern: "head".into(),
-                ratio: 0.1,
-            }],
-            sensitivity: sens.clone(),
-            ..Default::default()
-        };
-        let out =
-            prune_model::<TestAutodiff, Arch>(&f.spec, &f.model, &cfg, data(&f), &f.cfg, &device())
-                .unwrap();
-        let scan = out.report.sensitivity.as_ref().unwrap();
-        let names: Vec<&str> = scan.rows.iter().map(|r| r.name.as_str()).collect();
-        let layers: Vec<&str> = out.report.layers.iter().map(|l| l.name.as_str()).collect();
-        assert_eq!(names, layers);
-        assert_eq!(scan.samples, 60);
-        for row in &scan.rows {
-            assert_eq!(row.fixed, row.name == "head", "{row:?}");
-            assert_eq!(row.accuracy.len(), if row.fixed { 0 } else { 2 }, "{row:?}");
-            assert!(row.accuracy.iter().all(|a| (0.0..=1.0).contains(a)));
-        }
-        // The derived ratios are what the layers got, and together they meet the target.
-        for (row, l) in scan.rows.iter().zip(&out.report.layers) {
-            assert!((row.ratio - l.ratio).abs() < 0.01, "{row:?} {l:?}");
-        }
-        let s = out.report.sparsity.unwrap();
-        assert!((s - 0.6).abs() < 0.005, "{s}");
-        let md = out.report.summary().join("\n");
-        assert!(md.contains("| layer | size | 0.5 | 0.9 | ratio |"), "{md}");
-        assert!(md.contains("(override)"), "{md}");
-
-        // Structured: the channel-weighted mean of the removed fractions is the target.
-        let cfg = PruneConfig {
-            method: Method::Structured,
-            target: 0.3,
-            round_to: 1,
-            finetune_epochs: 0,
-            bn_batches: 2,
-            sensitivity: sens,
-            ..Default::default()
-        };
-        let out =
-            prune_model::<TestAutodiff, Arch>(&f.spec, &f.model, &cfg, data(&f), &f.cfg, &device())
-                .unwrap();
-        let scan = out.report.sensitivity.as_ref().unwrap();
-        assert_eq!(scan.rows.len(), out.report.groups.len());
-        let (before, removed) = out
-            .report
-            .groups
-            .iter()
-            .fold((0, 0), |(b, r), g| (b + g.before, r + g.before - g.after));
-        let frac = removed as f64 / before as f64;
-        assert!((frac - 0.3).abs() <= 1.5 / before as f64 + 0.02, "{frac}");
-        // A target the scanned ratios cannot reach is refused before any work.
-        let e = check_config(
-            &f.spec,
-            &PruneConfig {
-                target: 0.95,
-                ..cfg
-            },
-            "p",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            e.starts_with("p.target = 0.95") && e.contains("sensitivity.ratios"),
-            "{e}"
         );
     }
 

@@ -132,15 +132,15 @@ impl SensitivityReport {
     }
 }
 
-/// A unit the derivation distributes the target over.
+/// A unit to scan: its name, size, and the override ratio that fixes it (if any).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Unit {
+pub struct ScanUnit {
+    /// Layer or group name.
+    pub name: String,
     /// Weights or channels.
     pub size: usize,
-    /// `Some(ratio)`: fixed by an override; `None`: derived from `drops`.
+    /// The override's ratio; such a unit is not scanned.
     pub fixed: Option<f64>,
-    /// Accuracy drop at each scanned ratio (negative drops count as none).
-    pub drops: Vec<f64>,
 }
 
 /// The ratio of one free unit at `tolerance`: the largest ratio in `[lo, hi]` whose
@@ -162,12 +162,14 @@ fn ratio_at(ratios: &[f64], drops: &[f64], tolerance: f64, lo: f64, hi: f64) -> 
     best.clamp(lo, hi)
 }
 
-/// Per-unit ratios whose size-weighted mean is `target`, each free unit within `[lo, hi]`.
-/// Returns the ratios and the tolerated drop; an error when even the largest ratios fall
-/// short.
+/// Per-unit ratios whose size-weighted mean is `target`, each free unit within `[lo, hi]`;
+/// `drops[i]` is unit `i`'s accuracy drop at each scanned ratio (negative drops count as none;
+/// empty for a unit an override fixes). Returns the ratios and the tolerated drop; an error
+/// when even the largest ratios fall short.
 pub fn derive_ratios(
     ratios: &[f64],
-    units: &[Unit],
+    units: &[ScanUnit],
+    drops: &[Vec<f64>],
     target: f64,
     lo: f64,
     hi: f64,
@@ -176,10 +178,8 @@ pub fn derive_ratios(
     let at = |tol: f64| -> Vec<f64> {
         units
             .iter()
-            .map(|u| {
-                u.fixed
-                    .unwrap_or_else(|| ratio_at(ratios, &u.drops, tol, lo, hi))
-            })
+            .zip(drops)
+            .map(|(u, d)| u.fixed.unwrap_or_else(|| ratio_at(ratios, d, tol, lo, hi)))
             .collect()
     };
     let mean = |rs: &[f64]| -> f64 {
@@ -189,11 +189,7 @@ pub fn derive_ratios(
             .sum::<f64>()
             / total
     };
-    let top = units
-        .iter()
-        .flat_map(|u| u.drops.iter().copied())
-        .fold(0.0_f64, f64::max)
-        + 1.0;
+    let top = drops.iter().flatten().copied().fold(0.0_f64, f64::max) + 1.0;
     let most = at(top);
     if mean(&most) < target - 1e-9 {
         return Err(PruneError::invalid(
@@ -235,17 +231,6 @@ pub fn derive_ratios(
     Ok((out, t_hi.max(0.0)))
 }
 
-/// A unit to scan: its name, size, and the override ratio that fixes it (if any).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScanUnit {
-    /// Layer or group name.
-    pub name: String,
-    /// Weights or channels.
-    pub size: usize,
-    /// The override's ratio; such a unit is not scanned.
-    pub fixed: Option<f64>,
-}
-
 /// Runs the scan and derives the ratios: `measure(i, ratio)` is the validation accuracy with
 /// only unit `i` pruned to `ratio`; `lo` and `hi` bound every derived ratio.
 pub fn run_scan(
@@ -273,16 +258,11 @@ pub fn run_scan(
         curves.push(acc);
     }
     bar.finish_and_clear();
-    let derive_units: Vec<Unit> = units
+    let drops: Vec<Vec<f64>> = curves
         .iter()
-        .zip(&curves)
-        .map(|(u, acc)| Unit {
-            size: u.size,
-            fixed: u.fixed,
-            drops: acc.iter().map(|a| (baseline - a).max(0.0)).collect(),
-        })
+        .map(|acc| acc.iter().map(|a| (baseline - a).max(0.0)).collect())
         .collect();
-    let (ratios, tolerance) = derive_ratios(&cfg.ratios, &derive_units, target, lo, hi)?;
+    let (ratios, tolerance) = derive_ratios(&cfg.ratios, units, &drops, target, lo, hi)?;
     Ok(SensitivityReport {
         ratios: cfg.ratios.clone(),
         samples,
@@ -308,12 +288,18 @@ pub fn run_scan(
 mod tests {
     use super::*;
 
-    fn free(size: usize, drops: &[f64]) -> Unit {
-        Unit {
+    /// A unit with its drop curve; `fixed` units have none.
+    fn unit(size: usize, fixed: Option<f64>, drops: &[f64]) -> (ScanUnit, Vec<f64>) {
+        let u = ScanUnit {
+            name: format!("u{size}"),
             size,
-            fixed: None,
-            drops: drops.to_vec(),
-        }
+            fixed,
+        };
+        (u, drops.to_vec())
+    }
+
+    fn free(size: usize, drops: &[f64]) -> (ScanUnit, Vec<f64>) {
+        unit(size, None, drops)
     }
 
     #[test]
@@ -333,26 +319,24 @@ mod tests {
     #[test]
     fn sensitive_units_get_less_and_the_target_is_met_exactly() {
         let rs = [0.25, 0.5, 0.75, 0.9];
-        let units = [
+        let (units, drops): (Vec<_>, Vec<_>) = [
             // Robust and large.
             free(1000, &[0.0, 0.0, 0.01, 0.03]),
             // Sensitive and small.
             free(100, &[0.05, 0.2, 0.5, 0.7]),
             // Fixed by an override: counted, not changed.
-            Unit {
-                size: 100,
-                fixed: Some(0.1),
-                drops: Vec::new(),
-            },
-        ];
-        let (r, tol) = derive_ratios(&rs, &units, 0.7, 0.0, 0.99).unwrap();
+            unit(100, Some(0.1), &[]),
+        ]
+        .into_iter()
+        .unzip();
+        let (r, tol) = derive_ratios(&rs, &units, &drops, 0.7, 0.0, 0.99).unwrap();
         let mean = (r[0] * 1000.0 + r[1] * 100.0 + r[2] * 100.0) / 1200.0;
         assert!((mean - 0.7).abs() < 1e-9, "{r:?}");
         assert!(r[0] > 0.75 && r[1] < 0.25, "{r:?}");
         assert_eq!(r[2], 0.1);
         assert!(tol > 0.01 && tol < 0.05, "{tol}");
         // A target beyond the scan says how far it can go.
-        let e = derive_ratios(&rs, &units, 0.95, 0.0, 0.99)
+        let e = derive_ratios(&rs, &units, &drops, 0.95, 0.0, 0.99)
             .unwrap_err()
             .to_string();
         assert!(
@@ -360,8 +344,10 @@ mod tests {
             "{e}"
         );
         // Flat curves (no drop anywhere) still land on the target, not above it.
-        let flat = [free(10, &[0.0; 4]), free(30, &[0.0; 4])];
-        let (r, _) = derive_ratios(&rs, &flat, 0.3, 0.0, 1.0).unwrap();
+        let (flat, flat_drops): (Vec<_>, Vec<_>) = [free(10, &[0.0; 4]), free(30, &[0.0; 4])]
+            .into_iter()
+            .unzip();
+        let (r, _) = derive_ratios(&rs, &flat, &flat_drops, 0.3, 0.0, 1.0).unwrap();
         let mean = (r[0] * 10.0 + r[1] * 30.0) / 40.0;
         assert!((mean - 0.3).abs() < 1e-9, "{r:?}");
     }

@@ -8,7 +8,7 @@ use opt_core::rng::SplitMix64;
 use opt_core::weights::HostTensor;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Criterion, PruneConfig, matches};
+use crate::config::{Criterion, PruneConfig};
 use crate::criterion::{GradientProducts, channel_scores};
 use crate::error::{PruneError, Result};
 use crate::slicing::keep_channels;
@@ -82,7 +82,7 @@ pub fn plan_channels(
     let round = progress >= 1.0;
     for (g, &orig) in groups.iter().zip(original) {
         let all: Vec<usize> = (0..g.channels).collect();
-        if cfg.exclude.iter().any(|p| matches(p, &g.name)) {
+        if cfg.excluded(&g.name) {
             out.push(GroupChange {
                 name: g.name.clone(),
                 before: g.channels,
@@ -92,12 +92,7 @@ pub fn plan_channels(
             });
             continue;
         }
-        let r = cfg
-            .overrides
-            .iter()
-            .rev()
-            .find(|o| matches(&o.pattern, &g.name))
-            .map_or(cfg.target, |o| o.ratio);
+        let r = cfg.override_ratio(&g.name).unwrap_or(cfg.target);
         let (keep, note) = kept_count(
             orig,
             r * progress,

@@ -9,7 +9,7 @@ use opt_core::rng::SplitMix64;
 use opt_core::weights::HostTensor;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{PruneConfig, Scope, matches};
+use crate::config::{PruneConfig, Scope};
 use crate::criterion::{GradientProducts, weight_scores};
 use crate::error::{PruneError, Result};
 
@@ -37,10 +37,7 @@ pub fn select_layers<'a>(
 ) -> Result<Vec<&'a PrunableLayer>> {
     let names: Vec<&str> = layers.iter().map(|l| l.name.as_str()).collect();
     cfg.check_patterns("prune", &names, "prunable layer")?;
-    Ok(layers
-        .iter()
-        .filter(|l| !cfg.exclude.iter().any(|p| matches(p, &l.name)))
-        .collect())
+    Ok(layers.iter().filter(|l| !cfg.excluded(&l.name)).collect())
 }
 
 /// Keep flags with the `count` lowest scores dropped.
@@ -104,12 +101,7 @@ pub fn plan_masks(
             ))
         })?;
         let s = weight_scores(cfg.criterion, &l.weight, t, taylor, &mut rng)?;
-        let ratio = cfg
-            .overrides
-            .iter()
-            .rev()
-            .find(|o| matches(&o.pattern, &l.name))
-            .map(|o| o.ratio);
+        let ratio = cfg.override_ratio(&l.name);
         scored.push((*l, t, s, ratio));
     }
     let mut masks = Masks::new();
