@@ -5,6 +5,8 @@
 //!   runs the release build of the `optkit` binary.
 //! - `cargo xtask bench [train] [optkit bench flags]`: training throughput of every compiled
 //!   backend, with ratios.
+//! - `cargo xtask bench gemm [optkit bench-gemm flags]`: the int8 GEMM against the float
+//!   product of the same shapes, with ratios.
 //! - `cargo xtask deps`: checks the dependency directions of ARCHITECTURE.md.
 //! - `cargo xtask ci`: fmt, clippy, dependency check, tests (what `.ci/run` calls).
 
@@ -20,14 +22,11 @@ fn main() -> ExitCode {
         "pipeline" => optkit("pipeline", rest),
         "eval" => optkit("eval", rest),
         "prune" => optkit("prune", rest),
-        "bench" => {
-            let rest = if rest.first().map(String::as_str) == Some("train") {
-                &rest[1..]
-            } else {
-                rest
-            };
-            optkit("bench", rest)
-        }
+        "bench" => match rest.first().map(String::as_str) {
+            Some("gemm") => optkit("bench-gemm", &rest[1..]),
+            Some("train") => optkit("bench", &rest[1..]),
+            _ => optkit("bench", rest),
+        },
         "deps" => check_deps(),
         "ci" => ci(),
         other => {
@@ -109,7 +108,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("opt-core", &[]),
     ("opt-arch", &["opt-core"]),
     ("opt-prune", &["opt-core"]),
-    ("opt-cli", &["opt-core", "opt-arch", "opt-prune"]),
+    ("opt-quant", &["opt-core"]),
+    (
+        "opt-cli",
+        &["opt-core", "opt-arch", "opt-prune", "opt-quant"],
+    ),
     ("xtask", &[]),
 ];
 

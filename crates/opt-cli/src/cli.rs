@@ -61,6 +61,19 @@ pub enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Time the int8 GEMM (every available kernel) against the float product of the same
+    /// shapes on a backend, and print the ratios.
+    BenchGemm {
+        /// Backend of the float product: flex, ndarray or wgpu.
+        #[arg(long, default_value = "flex")]
+        backend: String,
+        /// Threads of the int8 kernel (default: every core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Timing budget per kernel and shape, in milliseconds.
+        #[arg(long, default_value_t = 300)]
+        ms: u64,
+    },
     /// Print an architecture's parameters and MACs as JSON (no weights are built).
     Inspect(crate::inspect::InspectRequest),
     /// Time training steps and forward passes of a model on each compiled backend and print the

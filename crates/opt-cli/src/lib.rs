@@ -14,6 +14,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod evaluate;
+pub mod gemm_bench;
 pub mod inspect;
 pub mod pipeline;
 pub mod prune_cmd;
@@ -181,6 +182,26 @@ fn run(cli: Cli) -> Result<()> {
                 a.latency_b1_ms_p50,
                 r.out
             );
+            Ok(())
+        }
+        Command::BenchGemm {
+            backend,
+            threads,
+            ms,
+        } => {
+            let kind: BackendKind = backend.parse()?;
+            let threads = threads.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            });
+            let results = dispatch(
+                kind,
+                gemm_bench::GemmBenchTask {
+                    threads,
+                    budget: std::time::Duration::from_millis(ms),
+                },
+            )?;
+            print!("{}", gemm_bench::table(&results, &backend));
+            println!("{}", serde_json::to_string(&results)?);
             Ok(())
         }
         Command::Inspect(req) => {
