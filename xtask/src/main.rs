@@ -3,6 +3,8 @@
 //!
 //! - `cargo xtask pipeline --config <file> [--out <dir>] [--backend <name>] [--data-dir <dir>]`:
 //!   runs the release build of the `optkit` binary.
+//! - `cargo xtask quantize [optkit quantize flags]`: post-training int8 quantization of a saved
+//!   model, float and int8 measured in one run.
 //! - `cargo xtask bench [train] [optkit bench flags]`: training throughput of every compiled
 //!   backend, with ratios.
 //! - `cargo xtask bench gemm [optkit bench-gemm flags]`: the int8 GEMM against the float
@@ -22,6 +24,7 @@ fn main() -> ExitCode {
         "pipeline" => optkit("pipeline", rest),
         "eval" => optkit("eval", rest),
         "prune" => optkit("prune", rest),
+        "quantize" => optkit("quantize", rest),
         "bench" => match rest.first().map(String::as_str) {
             Some("gemm") => optkit("bench-gemm", &rest[1..]),
             Some("train") => optkit("bench", &rest[1..]),

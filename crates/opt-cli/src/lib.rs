@@ -18,6 +18,7 @@ pub mod gemm_bench;
 pub mod inspect;
 pub mod pipeline;
 pub mod prune_cmd;
+pub mod quantize_cmd;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -181,6 +182,58 @@ fn run(cli: Cli) -> Result<()> {
                 b.latency_b1_ms_p50,
                 a.latency_b1_ms_p50,
                 r.out
+            );
+            Ok(())
+        }
+        Command::Quantize {
+            model,
+            out,
+            backend,
+            data_dir,
+            bits,
+            observer,
+            samples,
+            percentile,
+            granularity,
+            symmetric,
+        } => {
+            let kind = pick_backend(backend.as_deref())?;
+            let config = quantize_cmd::settings(
+                bits,
+                &observer,
+                samples,
+                percentile,
+                &granularity,
+                symmetric,
+            )?;
+            let r = dispatch(
+                kind,
+                quantize_cmd::QuantizeSaved {
+                    model,
+                    out,
+                    data_dir,
+                    config,
+                    measure: Default::default(),
+                },
+            )?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            let (f, q) = (&r.float, &r.int8);
+            eprintln!(
+                "accuracy {:.4} -> {:.4} ({:+.2} pts), size {} -> {} B ({:.2}x), latency b1 p50 {:.3} -> {:.3} ms ({:.2}x), throughput {:.0} -> {:.0} img/s ({:.2}x); {} vs {}",
+                f.accuracy,
+                q.accuracy,
+                r.accuracy_delta_points,
+                f.size_bytes,
+                q.size_bytes,
+                r.size_ratio,
+                f.latency_b1_ms_p50,
+                q.latency_b1_ms_p50,
+                r.latency_b1_speedup,
+                f.throughput_per_s,
+                q.throughput_per_s,
+                r.throughput_speedup,
+                f.backend,
+                q.backend
             );
             Ok(())
         }

@@ -1,10 +1,18 @@
 //! opt-quant: quantization that makes models really smaller and faster on the CPU.
 //!
-//! This first layer holds the integer kernels ([`kernels`]): `C = A · Bᵀ` with int8 operands
-//! and 32-bit accumulation, a plain reference implementation and an AVX2 one chosen at run
-//! time, checked against each other on many random shapes. Calibration, post-training
-//! quantization, quantization-aware training and the int8 model built on these kernels come
-//! next (issue 5).
+//! - [`kernels`]: `C = A · Bᵀ` with 8-bit operands and 32-bit accumulation, a plain reference
+//!   implementation and an AVX2 one chosen at run time, checked against each other on many
+//!   random shapes;
+//! - [`graph`]: an opt-core model (MLP, LeNet-5, the quickstart CNN) read out into float layers,
+//!   batch norms folded;
+//! - [`observer`] and [`calibrate`]: activation ranges from calibration images (min-max,
+//!   percentile, MSE, entropy);
+//! - [`qmodel`]: the int8 model (int8 weights per channel or per tensor, uint8 activations,
+//!   requantization with fused ReLU) that really runs in integers; [`qformat`] saves it in its
+//!   integer form; [`measure`] measures it like a float model;
+//! - [`quantize_ptq`]: all of it as one post-training quantization call.
+//!
+//! Quantization-aware training, weight-only int4 and the pipeline stage come next (issue 5).
 //!
 //! ```
 //! use opt_quant::kernels::{Isa, Lhs, Rhs, gemm};
@@ -19,4 +27,16 @@
 //! ```
 
 pub mod bench;
+pub mod calibrate;
+pub mod config;
+pub mod error;
+pub mod graph;
 pub mod kernels;
+pub mod measure;
+pub mod observer;
+pub mod qformat;
+pub mod qmodel;
+
+pub use config::{CalibrationConfig, QuantConfig, quantize_ptq};
+pub use error::{QuantError, Result};
+pub use qmodel::QuantModel;

@@ -1,0 +1,379 @@
+//! The int8 model file (`model.int8`): what a quantized model is saved as, in its integer
+//! form, so it reloads without the float weights and runs the same codes bit for bit.
+//!
+//! Layout: the magic `OPTKQINT`, a little-endian `u32` version (1), a `u32` header length, the
+//! JSON header (input shape and map, every layer's kind, sizes, ReLU and output map; the
+//! payload length), the payload, and a CRC-32 of everything before it. Per layer with weights
+//! the payload holds its int8 codes (`out · in · k · k` or `out · in` bytes), then one float32
+//! scale and one float32 bias per output, little-endian.
+
+use opt_core::model::InputShape;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{QuantError, Result};
+use crate::kernels::Isa;
+use crate::observer::QParams;
+use crate::qmodel::{QLayer, QWeights, QuantModel};
+
+/// First bytes of an int8 model file.
+pub const MAGIC: &[u8; 8] = b"OPTKQINT";
+/// Version of the layout this optkit writes and reads.
+pub const VERSION: u32 = 1;
+/// File name of an int8 model in a model folder.
+pub const INT8_FILE: &str = "model.int8";
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+enum LayerHeader {
+    Conv {
+        name: String,
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        relu: bool,
+        output: Option<QParams>,
+    },
+    MaxPool {
+        size: usize,
+    },
+    Linear {
+        name: String,
+        inputs: usize,
+        outputs: usize,
+        relu: bool,
+        output: Option<QParams>,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Header {
+    input: InputShape,
+    input_params: QParams,
+    layers: Vec<LayerHeader>,
+    payload_bytes: usize,
+}
+
+fn push_f32s(out: &mut Vec<u8>, v: &[f32]) {
+    out.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+}
+
+/// Encodes `model` into the int8 file format.
+pub fn encode(model: &QuantModel) -> Vec<u8> {
+    let mut payload = Vec::new();
+    let mut layers = Vec::new();
+    for l in &model.layers {
+        let w = match l {
+            QLayer::Conv {
+                w,
+                in_channels,
+                kernel,
+                stride,
+                padding,
+                ..
+            } => {
+                layers.push(LayerHeader::Conv {
+                    name: w.name.clone(),
+                    in_channels: *in_channels,
+                    out_channels: w.scales.len(),
+                    kernel: *kernel,
+                    stride: *stride,
+                    padding: *padding,
+                    relu: w.relu,
+                    output: w.output,
+                });
+                w
+            }
+            QLayer::Linear { w, packed } => {
+                layers.push(LayerHeader::Linear {
+                    name: w.name.clone(),
+                    inputs: packed.k,
+                    outputs: packed.cols,
+                    relu: w.relu,
+                    output: w.output,
+                });
+                w
+            }
+            QLayer::MaxPool { size } => {
+                layers.push(LayerHeader::MaxPool { size: *size });
+                continue;
+            }
+        };
+        payload.extend(w.codes.iter().map(|&c| c as u8));
+        push_f32s(&mut payload, &w.scales);
+        push_f32s(&mut payload, &w.bias);
+    }
+    let header = serde_json::to_vec(&Header {
+        input: model.input,
+        input_params: model.input_params,
+        layers,
+        payload_bytes: payload.len(),
+    })
+    .expect("a header of strings and numbers always serializes");
+    let mut out = Vec::with_capacity(20 + header.len() + payload.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&payload);
+    let mut crc = flate2::Crc::new();
+    crc.update(&out);
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    out
+}
+
+/// Decodes an int8 model file; `path` names it in errors. Every inconsistency (truncation, a
+/// checksum mismatch, missing or non-positive scales, sizes that do not chain) is an error.
+pub fn decode(bytes: &[u8], path: &str) -> Result<QuantModel> {
+    let corrupt = |problem: String| QuantError::Corrupt {
+        path: path.to_string(),
+        problem,
+    };
+    if !bytes.starts_with(MAGIC) {
+        return Err(corrupt(
+            "not an optkit int8 model (it does not start with OPTKQINT)".into(),
+        ));
+    }
+    if bytes.len() < 20 {
+        return Err(corrupt(format!(
+            "{} bytes, shorter than the header",
+            bytes.len()
+        )));
+    }
+    let (body, tail) = bytes.split_at(bytes.len() - 4);
+    let mut crc = flate2::Crc::new();
+    crc.update(body);
+    if crc.sum().to_le_bytes() != tail {
+        return Err(corrupt(
+            "checksum mismatch: the file is truncated or damaged; quantize the model again".into(),
+        ));
+    }
+    let word = |i: usize| u32::from_le_bytes([body[i], body[i + 1], body[i + 2], body[i + 3]]);
+    let version = word(8);
+    if version != VERSION {
+        return Err(corrupt(format!(
+            "version {version}; this optkit reads version {VERSION}"
+        )));
+    }
+    let header_len = word(12) as usize;
+    let rest = &body[16..];
+    if header_len > rest.len() {
+        return Err(corrupt(format!(
+            "header of {header_len} bytes but {} bytes follow",
+            rest.len()
+        )));
+    }
+    let header: Header = serde_json::from_slice(&rest[..header_len])
+        .map_err(|e| corrupt(format!("header is not valid ({e})")))?;
+    let payload = &rest[header_len..];
+    if payload.len() != header.payload_bytes {
+        return Err(corrupt(format!(
+            "payload has {} bytes, the header says {}",
+            payload.len(),
+            header.payload_bytes
+        )));
+    }
+    let mut at = 0usize;
+    let mut take = |len: usize, what: &str| -> Result<&[u8]> {
+        let end = at
+            .checked_add(len)
+            .filter(|&e| e <= payload.len())
+            .ok_or_else(|| corrupt(format!("{what} runs past the end of the payload (missing)")))?;
+        let s = &payload[at..end];
+        at = end;
+        Ok(s)
+    };
+    let mut weights = |name: &str,
+                       outs: usize,
+                       per: usize,
+                       relu: bool,
+                       output: Option<QParams>|
+     -> Result<QWeights> {
+        let n = outs
+            .checked_mul(per)
+            .filter(|&n| n > 0 && n <= 1 << 31)
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "layer {name} has impossible sizes ({outs} x {per})"
+                ))
+            })?;
+        let codes: Vec<i8> = take(n, &format!("layer {name} codes"))?
+            .iter()
+            .map(|&b| b as i8)
+            .collect();
+        let floats = |b: &[u8]| -> Vec<f32> {
+            b.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        };
+        let scales = floats(take(4 * outs, &format!("layer {name} scales"))?);
+        let bias = floats(take(4 * outs, &format!("layer {name} biases"))?);
+        if let Some(s) = scales.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+            return Err(corrupt(format!(
+                "layer {name} has scale {s}; scales must be positive"
+            )));
+        }
+        if let Some(q) = output.filter(|q| !(q.scale.is_finite() && q.scale > 0.0)) {
+            return Err(corrupt(format!(
+                "layer {name} has output scale {}",
+                q.scale
+            )));
+        }
+        Ok(QWeights {
+            name: name.to_string(),
+            codes,
+            scales,
+            bias,
+            relu,
+            output,
+        })
+    };
+    let mut layers = Vec::new();
+    let mut shape = [
+        header.input.channels,
+        header.input.height,
+        header.input.width,
+    ];
+    for l in header.layers {
+        layers.push(match l {
+            LayerHeader::Conv { name, in_channels, out_channels, kernel, stride, padding, relu, output } => {
+                if in_channels != shape[0] || kernel == 0 || stride == 0 || shape[1] + 2 * padding < kernel || shape[2] + 2 * padding < kernel {
+                    return Err(corrupt(format!(
+                        "layer {name} ({in_channels} channels, kernel {kernel}) does not fit its input {shape:?}"
+                    )));
+                }
+                let w = weights(&name, out_channels, in_channels * kernel * kernel, relu, output)?;
+                let o = |x: usize| (x + 2 * padding - kernel) / stride + 1;
+                shape = [out_channels, o(shape[1]), o(shape[2])];
+                QuantModel::conv(w, in_channels, kernel, stride, padding)
+            }
+            LayerHeader::MaxPool { size } => {
+                if size == 0 || shape[1] < size || shape[2] < size {
+                    return Err(corrupt(format!("max-pool {size} does not fit its input {shape:?}")));
+                }
+                shape = [shape[0], shape[1] / size, shape[2] / size];
+                QLayer::MaxPool { size }
+            }
+            LayerHeader::Linear { name, inputs, outputs, relu, output } => {
+                if inputs != shape.iter().product::<usize>() {
+                    return Err(corrupt(format!(
+                        "layer {name} takes {inputs} inputs but its input {shape:?} has {}",
+                        shape.iter().product::<usize>()
+                    )));
+                }
+                let w = weights(&name, outputs, inputs, relu, output)?;
+                shape = [outputs, 1, 1];
+                QuantModel::linear(w, inputs)
+            }
+        });
+    }
+    match layers.last() {
+        Some(QLayer::Linear { w, .. }) if w.output.is_none() => {}
+        _ => {
+            return Err(corrupt(
+                "the last layer must be a linear head with float output".into(),
+            ));
+        }
+    }
+    if at != payload.len() {
+        return Err(corrupt(format!(
+            "{} payload bytes are not described by the header",
+            payload.len() - at
+        )));
+    }
+    Ok(QuantModel {
+        input: header.input,
+        input_params: header.input_params,
+        layers,
+        isa: Isa::detect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::FloatGraph;
+    use crate::observer::TensorStats;
+    use crate::qmodel::{ActivationScheme, Granularity};
+    use opt_core::data::Normalization;
+    use opt_core::model::{Model, ModelSpec};
+    use opt_core::test_util::{TestBackend, device};
+
+    fn lenet() -> QuantModel {
+        let input = InputShape {
+            channels: 1,
+            height: 28,
+            width: 28,
+        };
+        let spec = ModelSpec::preset("lenet5", input, 10).unwrap();
+        let model: Model<TestBackend> = spec.init(&device());
+        let graph = FloatGraph::from_model(&model, input).unwrap();
+        let stats: Vec<Option<TensorStats>> = graph
+            .layers
+            .iter()
+            .map(|l| {
+                l.name().map(|n| {
+                    let mut s = TensorStats::new(n);
+                    s.observe_range(&[-2.0, 3.0]).unwrap();
+                    s
+                })
+            })
+            .collect();
+        let norm = Normalization {
+            mean: 0.3,
+            std: 0.35,
+        };
+        QuantModel::build(
+            &graph,
+            norm,
+            &stats,
+            Granularity::PerChannel,
+            ActivationScheme::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn round_trips_to_identical_outputs_at_a_quarter_of_the_float_size() {
+        let q = lenet();
+        let bytes = encode(&q);
+        let back = decode(&bytes, "m").unwrap();
+        let pixels: Vec<u8> = (0..2 * 784).map(|i| (i * 7 % 256) as u8).collect();
+        assert_eq!(q.forward(&pixels, 2, 1), back.forward(&pixels, 2, 1));
+        let float_bytes = 4 * q.params();
+        assert!(
+            bytes.len() * 10 < float_bytes * 3,
+            "{} vs {float_bytes}",
+            bytes.len()
+        );
+    }
+
+    #[test]
+    fn damage_is_an_error_that_names_the_file() {
+        let bytes = encode(&lenet());
+        for cut in [0, 7, 19, bytes.len() / 2, bytes.len() - 1] {
+            let e = decode(&bytes[..cut], "m.int8").unwrap_err().to_string();
+            assert!(e.contains("m.int8"), "{cut}: {e}");
+        }
+        let mut flipped = bytes.clone();
+        flipped[bytes.len() / 2] ^= 1;
+        assert!(
+            decode(&flipped, "m")
+                .unwrap_err()
+                .to_string()
+                .contains("checksum")
+        );
+        // A header whose layer lost its scales (payload shorter than the header says, with a
+        // valid checksum) is refused by name.
+        let header_len = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+        let mut short = bytes[..16 + header_len].to_vec();
+        short.extend_from_slice(&bytes[16 + header_len..bytes.len() - 4 - 40]);
+        let mut crc = flate2::Crc::new();
+        crc.update(&short);
+        short.extend_from_slice(&crc.sum().to_le_bytes());
+        let e = decode(&short, "m").unwrap_err().to_string();
+        assert!(e.contains("payload has"), "{e}");
+    }
+}
