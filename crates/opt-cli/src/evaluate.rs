@@ -1,11 +1,11 @@
 //! `optkit eval`: reload a saved model and measure it again on its test data.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use opt_core::artifact::load_model;
-use opt_core::data::{Batcher, DataSource};
+use opt_core::artifact::{ModelMeta, load_model};
+use opt_core::data::{Batcher, DataSource, Splits};
 use opt_core::eval::{EvalReport, MeasureConfig, Platform, measure};
 use opt_core::fsutil::read_json;
 use opt_core::report::Candidate;
@@ -47,6 +47,26 @@ impl BackendTask for EvalModel {
     }
 }
 
+/// The data a saved model is evaluated on: the IDX files in `data_dir` when given, else the
+/// data (and test limit) the model was measured on, else the embedded subset.
+pub fn model_data<A>(meta: &ModelMeta<A>, data_dir: Option<&Path>) -> Result<Splits> {
+    let (source, limit) = match (data_dir, &meta.test_data) {
+        (Some(d), _) => (
+            DataSource::Dir {
+                path: d.to_path_buf(),
+            },
+            None,
+        ),
+        (None, Some(t)) => (t.source.clone(), t.test_limit),
+        (None, None) => (DataSource::Embedded, None),
+    };
+    let mut splits = source.load(meta.spec.classes).context("loading the data")?;
+    if let Some(n) = limit {
+        splits.test = splits.test.take(n);
+    }
+    Ok(splits)
+}
+
 fn run_inner<B: Backend>(
     task: EvalModel,
     device: B::Device,
@@ -54,18 +74,7 @@ fn run_inner<B: Backend>(
     device_name: String,
 ) -> Result<EvalOutput> {
     let (meta, model, saved) = load_model::<B, opt_arch::ZooArch>(&task.dir, &device)?;
-    let (source, limit) = match (&task.data_dir, &meta.test_data) {
-        (Some(d), _) => (DataSource::Dir { path: d.clone() }, None),
-        (None, Some(t)) => (t.source.clone(), t.test_limit),
-        (None, None) => (DataSource::Embedded, None),
-    };
-    let mut test = source
-        .load(meta.spec.classes)
-        .context("loading the test data")?
-        .test;
-    if let Some(n) = limit {
-        test = test.take(n);
-    }
+    let test = model_data(&meta, task.data_dir.as_deref())?.test;
     let batcher = Batcher {
         norm: meta.normalization,
     };

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::backend::AutodiffBackend;
 use opt_arch::ZooArch;
 use opt_core::artifact::{ModelMeta, load_model, save_model_as};
-use opt_core::data::{Batcher, DataSource};
+use opt_core::data::Batcher;
 use opt_core::eval::{EvalReport, MeasureConfig, Platform, measure};
 use opt_core::fsutil::write_json_atomic;
 use opt_core::train::{TrainConfig, TrainData, seed_backend};
@@ -101,16 +101,8 @@ impl BackendTask for PruneSaved {
         }
         let (meta, model, saved) = load_model::<B::InnerBackend, ZooArch>(&self.model, &device)?;
         opt_prune::check_config(&meta.spec, &settings.prune, "prune")?;
-        let (source, limit) = match (&self.data_dir, &meta.test_data) {
-            (Some(d), _) => (DataSource::Dir { path: d.clone() }, None),
-            (None, Some(t)) => (t.source.clone(), t.test_limit),
-            (None, None) => (DataSource::Embedded, None),
-        };
-        let splits = source.load(meta.spec.classes).context("loading the data")?;
-        let test = match limit {
-            Some(n) => splits.test.take(n),
-            None => splits.test,
-        };
+        let splits = crate::evaluate::model_data(&meta, self.data_dir.as_deref())?;
+        let test = splits.test;
         let (train_ds, valid_ds) = splits
             .train
             .split(settings.validation_split, settings.train.seed)?;

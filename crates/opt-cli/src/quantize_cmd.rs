@@ -4,11 +4,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use burn::tensor::backend::AutodiffBackend;
 use opt_arch::{ZooArch, ZooModel};
 use opt_core::artifact::load_model;
-use opt_core::data::{Batcher, DataSource};
+use opt_core::data::Batcher;
 use opt_core::eval::{EvalReport, MeasureConfig, Platform, measure};
 use opt_core::fsutil::{gzip_len, write_atomic, write_json_atomic};
 use opt_quant::measure::{StaticFigures, measure_int8};
@@ -79,16 +79,8 @@ impl BackendTask for QuantizeSaved {
                 meta.spec.describe()
             );
         };
-        let (source, limit) = match (&self.data_dir, &meta.test_data) {
-            (Some(d), _) => (DataSource::Dir { path: d.clone() }, None),
-            (None, Some(t)) => (t.source.clone(), t.test_limit),
-            (None, None) => (DataSource::Embedded, None),
-        };
-        let splits = source.load(meta.spec.classes).context("loading the data")?;
-        let test = match limit {
-            Some(n) => splits.test.take(n),
-            None => splits.test,
-        };
+        let splits = crate::evaluate::model_data(&meta, self.data_dir.as_deref())?;
+        let test = splits.test;
         let batcher = Batcher {
             norm: meta.normalization,
         };
