@@ -3,8 +3,8 @@
 //!
 //! - `cargo xtask pipeline --config <file> [--out <dir>] [--backend <name>] [--data-dir <dir>]`:
 //!   runs the release build of the `optkit` binary.
-//! - `cargo xtask quantize [optkit quantize flags]`: post-training int8 quantization of a saved
-//!   model, float and int8 measured in one run.
+//! - `cargo xtask quantize [optkit quantize flags]`: quantization of a saved model (int8 PTQ or
+//!   QAT on the integer path, weight-only 8/4-bit), float and quantized measured in one run.
 //! - `cargo xtask bench [train] [optkit bench flags]`: training throughput of every compiled
 //!   backend, with ratios.
 //! - `cargo xtask bench gemm [optkit bench-gemm flags]`: the int8 GEMM against the float

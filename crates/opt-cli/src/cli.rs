@@ -61,13 +61,13 @@ pub enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
-    /// Quantize a saved model to int8 (post-training, calibrated), write `model.int8` and
-    /// measure the float and int8 models in one run.
+    /// Quantize a saved model (int8 on the integer path, post-training or quantization-aware,
+    /// or weight-only 8/4-bit) and measure the float and quantized models in one run.
     Quantize {
         /// Model folder to quantize (mlp, lenet5 or cnn).
         #[arg(long)]
         model: PathBuf,
-        /// Folder for the int8 model and `quantize.json`.
+        /// Folder for the quantized model and `quantize.json`.
         #[arg(long)]
         out: PathBuf,
         /// Backend of the float model's measurement and of calibration: flex, ndarray or wgpu.
@@ -76,24 +76,9 @@ pub enum Command {
         /// Directory with the IDX files (default: the data the model was measured on).
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// Bits of weights and activations (8).
-        #[arg(long, default_value_t = 8)]
-        bits: u32,
-        /// Activation range observer: min_max, percentile, mse or entropy.
-        #[arg(long, default_value = "min_max")]
-        observer: String,
-        /// Calibration images (the first ones of the training split).
-        #[arg(long, default_value_t = 1024)]
-        samples: usize,
-        /// Central percentage kept by the percentile observer, in (0, 100].
-        #[arg(long, default_value_t = 99.99)]
-        percentile: f64,
-        /// Weight scales: per_channel or per_tensor.
-        #[arg(long, default_value = "per_channel")]
-        granularity: String,
-        /// Symmetric activation codes instead of a calibrated zero point.
-        #[arg(long)]
-        symmetric: bool,
+        /// Quantization settings.
+        #[command(flatten)]
+        flags: crate::quantize_cmd::QuantizeFlags,
     },
     /// Time the int8 GEMM (every available kernel) against the float product of the same
     /// shapes on a backend, and print the ratios.

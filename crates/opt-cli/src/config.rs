@@ -10,6 +10,7 @@ use opt_core::eval::MeasureConfig;
 use opt_core::model::{InputShape, ModelSpec};
 use opt_core::train::TrainConfig;
 use opt_prune::PruneConfig;
+use opt_quant::QuantConfig;
 use serde::{Deserialize, Serialize};
 
 /// `[data]`: where the images come from and how they are split.
@@ -77,6 +78,19 @@ pub enum StageSection {
         /// overrides, rounding (see opt_prune::PruneConfig).
         #[serde(default)]
         prune: PruneConfig,
+    },
+    /// Quantize the model of an earlier stage (`from`, default the previous stage) and measure
+    /// it: int8 weights and activations on the integer path (post-training or
+    /// quantization-aware), or weight-only 8/4-bit codes.
+    Quantize {
+        /// Candidate name (default `quantize`).
+        name: Option<String>,
+        /// The stage whose model is quantized (default: the previous stage).
+        from: Option<String>,
+        /// `[stages.quantize]`: method, bits, weights_only, granularity, block_size,
+        /// calibration, qat (see opt_quant::QuantConfig).
+        #[serde(default)]
+        quantize: QuantConfig,
     },
 }
 
@@ -195,6 +209,19 @@ impl Pipeline {
                         .with_context(|| format!("stages[{i}] ({})", stage_name(stage)))?;
                     spec
                 }
+                StageSection::Quantize { quantize, .. } => {
+                    let spec = specs[self.source_of(i)?].clone();
+                    if !quantize.is_weights_only() && !matches!(spec.arch, ZooArch::Core(_)) {
+                        bail!(
+                            "stages[{i}] ({}): the int8 integer path runs opt-core's mlp, lenet5 \
+                             and cnn; {} is not one of them. Quantize its weights only \
+                             (weights_only = true) or choose another model",
+                            stage_name(stage),
+                            spec.describe()
+                        );
+                    }
+                    spec
+                }
             };
             specs.push(spec);
         }
@@ -206,8 +233,13 @@ impl Pipeline {
         let stages = &self.file.stages;
         match &stages[i] {
             StageSection::Baseline { .. } => Ok(i),
-            StageSection::Prune { from: None, .. } => Ok(i - 1),
+            StageSection::Prune { from: None, .. } | StageSection::Quantize { from: None, .. } => {
+                Ok(i - 1)
+            }
             StageSection::Prune {
+                from: Some(from), ..
+            }
+            | StageSection::Quantize {
                 from: Some(from), ..
             } => stages[..i]
                 .iter()
@@ -317,8 +349,12 @@ fn validate(path: &Path, mut file: PipelineFile, ov: Overrides) -> Result<Pipeli
     }
     let mut names = std::collections::HashSet::new();
     for (i, s) in file.stages.iter().enumerate() {
-        if let StageSection::Prune { prune, .. } = s {
-            prune.validate(&format!("stages[{i}].prune"))?;
+        match s {
+            StageSection::Prune { prune, .. } => prune.validate(&format!("stages[{i}].prune"))?,
+            StageSection::Quantize { quantize, .. } => {
+                quantize.validate(&format!("stages[{i}].quantize"))?
+            }
+            StageSection::Baseline { .. } => {}
         }
         let name = stage_name(s);
         if name.is_empty()
@@ -356,6 +392,7 @@ pub fn stage_name(s: &StageSection) -> &str {
     match s {
         StageSection::Baseline { name, .. } => name.as_deref().unwrap_or("baseline"),
         StageSection::Prune { name, .. } => name.as_deref().unwrap_or("prune"),
+        StageSection::Quantize { name, .. } => name.as_deref().unwrap_or("quantize"),
     }
 }
 

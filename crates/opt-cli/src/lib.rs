@@ -18,6 +18,7 @@ pub mod gemm_bench;
 pub mod inspect;
 pub mod pipeline;
 pub mod prune_cmd;
+pub mod quant_stage;
 pub mod quantize_cmd;
 
 use std::ffi::OsString;
@@ -190,22 +191,10 @@ fn run(cli: Cli) -> Result<()> {
             out,
             backend,
             data_dir,
-            bits,
-            observer,
-            samples,
-            percentile,
-            granularity,
-            symmetric,
+            flags,
         } => {
             let kind = pick_backend(backend.as_deref())?;
-            let config = quantize_cmd::settings(
-                bits,
-                &observer,
-                samples,
-                percentile,
-                &granularity,
-                symmetric,
-            )?;
+            let config = quantize_cmd::settings(&flags)?;
             let r = dispatch(
                 kind,
                 quantize_cmd::QuantizeSaved {
@@ -217,7 +206,7 @@ fn run(cli: Cli) -> Result<()> {
                 },
             )?;
             println!("{}", serde_json::to_string_pretty(&r)?);
-            let (f, q) = (&r.float, &r.int8);
+            let (f, q) = (&r.float, &r.quantized);
             eprintln!(
                 "accuracy {:.4} -> {:.4} ({:+.2} pts), size {} -> {} B ({:.2}x), latency b1 p50 {:.3} -> {:.3} ms ({:.2}x), throughput {:.0} -> {:.0} img/s ({:.2}x); {} vs {}",
                 f.accuracy,

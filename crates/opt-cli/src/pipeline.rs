@@ -17,6 +17,7 @@ use opt_core::train::{DefaultHooks, TrainData, seed_backend, train};
 
 use crate::backend::{BackendKind, BackendTask};
 use crate::config::{Pipeline, StageSection, stage_name};
+use crate::quant_stage::{QuantStageInput, run_quantize};
 
 /// Checks that the run directory can be used: an existing file there is an error, never replaced.
 pub fn prepare_out_dir(out: &Path) -> Result<()> {
@@ -107,56 +108,103 @@ impl BackendTask for RunPipeline {
             let name = stage_name(stage).to_string();
             let dir = p.out.join(&name);
             let _span = tracing::info_span!("stage", name = %name).entered();
-            let (kind, out_spec, model, format, train_report, details, summary) = match stage {
-                StageSection::Baseline { .. } => {
-                    tracing::info!(model = %spec.describe(), params = spec.params(), macs = spec.macs(), "training");
-                    seed_backend::<B>(&device, f.train.seed);
-                    let model = spec.init::<B>(&device);
-                    let (model, train_report) =
-                        train(model, data, &f.train, &device, &mut DefaultHooks);
-                    (
-                        "baseline",
-                        spec.clone(),
-                        model,
-                        WeightsFormat::Dense,
-                        Some(train_report),
-                        None,
-                        Vec::new(),
-                    )
-                }
-                StageSection::Prune { prune, .. } => {
-                    let (src_spec, src_model) = &models[p.source_of(i)?];
-                    tracing::info!(model = %src_spec.describe(), macs = src_spec.macs(), "pruning");
-                    seed_backend::<B>(&device, f.train.seed);
-                    let out = opt_prune::prune_model::<B, ZooArch>(
-                        src_spec, src_model, prune, data, &f.train, &device,
-                    )
-                    .with_context(|| format!("stage {name}"))?;
-                    (
-                        "prune",
-                        out.spec,
-                        out.model,
-                        out.weights_format,
-                        out.train,
-                        Some(serde_json::to_value(&out.report)?),
-                        out.report.summary(),
-                    )
-                }
+            // Saves a float candidate and measures it as reloaded from disk.
+            let save_and_measure = |spec: &ModelSpec<ZooArch>,
+                                    model: &ZooModel<B::InnerBackend>,
+                                    format: WeightsFormat|
+             -> Result<opt_core::eval::EvalReport> {
+                let saved = save_model_as(&dir, &meta(spec, format), model, format)?;
+                Ok(measure(
+                    model,
+                    spec,
+                    &saved,
+                    &splits.test,
+                    &batcher,
+                    &f.report.measure(),
+                    platform,
+                    &device,
+                ))
             };
-            let saved = save_model_as(&dir, &meta(&out_spec, format), &model, format)?;
-            let eval = measure(
-                &model,
-                &out_spec,
-                &saved,
-                &splits.test,
-                &batcher,
-                &f.report.measure(),
-                platform,
-                &device,
-            );
+            let (kind, method, bits, out_spec, model, eval, train_report, details, summary) =
+                match stage {
+                    StageSection::Baseline { .. } => {
+                        tracing::info!(model = %spec.describe(), params = spec.params(), macs = spec.macs(), "training");
+                        seed_backend::<B>(&device, f.train.seed);
+                        let model = spec.init::<B>(&device);
+                        let (model, train_report) =
+                            train(model, data, &f.train, &device, &mut DefaultHooks);
+                        let eval = save_and_measure(spec, &model, WeightsFormat::Dense)?;
+                        (
+                            "baseline",
+                            None,
+                            None,
+                            spec.clone(),
+                            model,
+                            eval,
+                            Some(train_report),
+                            None,
+                            Vec::new(),
+                        )
+                    }
+                    StageSection::Prune { prune, .. } => {
+                        let (src_spec, src_model) = &models[p.source_of(i)?];
+                        tracing::info!(model = %src_spec.describe(), macs = src_spec.macs(), "pruning");
+                        seed_backend::<B>(&device, f.train.seed);
+                        let out = opt_prune::prune_model::<B, ZooArch>(
+                            src_spec, src_model, prune, data, &f.train, &device,
+                        )
+                        .with_context(|| format!("stage {name}"))?;
+                        let eval = save_and_measure(&out.spec, &out.model, out.weights_format)?;
+                        (
+                            "prune",
+                            None,
+                            None,
+                            out.spec,
+                            out.model,
+                            eval,
+                            out.train,
+                            Some(serde_json::to_value(&out.report)?),
+                            out.report.summary(),
+                        )
+                    }
+                    StageSection::Quantize { quantize, .. } => {
+                        let (src_spec, src_model) = &models[p.source_of(i)?];
+                        tracing::info!(model = %src_spec.describe(), method = quantize.method.name(), bits = quantize.bits, "quantizing");
+                        seed_backend::<B>(&device, f.train.seed);
+                        let out = run_quantize::<B>(
+                            QuantStageInput {
+                                dir: &dir,
+                                spec: src_spec,
+                                model: src_model,
+                                meta: meta(src_spec, WeightsFormat::Quant),
+                                data,
+                                train: &f.train,
+                                test: &splits.test,
+                                measure: f.report.measure(),
+                                platform,
+                            },
+                            quantize,
+                            &device,
+                        )
+                        .with_context(|| format!("stage {name}"))?;
+                        (
+                            "quantize",
+                            Some(quantize.method.name().to_string()),
+                            Some(quantize.bits),
+                            src_spec.clone(),
+                            out.model,
+                            out.eval,
+                            out.train,
+                            Some(serde_json::to_value(&out.details)?),
+                            out.summary,
+                        )
+                    }
+                };
             let candidate = Candidate {
                 name: name.clone(),
                 stage: kind.into(),
+                method,
+                bits,
                 model_dir: name.clone(),
                 arch: out_spec.describe(),
                 eval,

@@ -2,6 +2,7 @@
 //! `weights.safetensors` (every tensor under its module path, float32), both written
 //! atomically. Loading checks every tensor's presence and shape against the spec.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
@@ -11,6 +12,9 @@ use crate::data::Normalization;
 use crate::error::{CoreError, Result};
 use crate::fsutil::{gzip_len, read_json, write_atomic, write_json_atomic};
 use crate::model::{Arch, Architecture, ModelSpec};
+use crate::qweights::{
+    StoredTensor, decode_quant_weights, dequantize_all, encode_quant_weights, is_quant_weights,
+};
 use crate::sparse::{decode_sparse, encode_sparse, is_sparse};
 use crate::weights::{Naming, decode_weights, encode_weights, host_tensors, load_host_tensors};
 
@@ -70,6 +74,9 @@ pub enum WeightsFormat {
     /// optkit's sparse file: bitmask of the non-zeros plus their values, compressed
     /// (`weights.sparse`, see [`crate::sparse`]); for unstructured-pruned models.
     Sparse,
+    /// optkit's weight-only quantized file: 8- or 4-bit codes and float16 scales
+    /// (`weights.wq`, see [`crate::qweights`]); written by [`save_quant_weights`].
+    Quant,
 }
 
 impl WeightsFormat {
@@ -78,6 +85,7 @@ impl WeightsFormat {
         match self {
             WeightsFormat::Dense => WEIGHTS_FILE,
             WeightsFormat::Sparse => crate::sparse::SPARSE_WEIGHTS_FILE,
+            WeightsFormat::Quant => crate::qweights::QUANT_WEIGHTS_FILE,
         }
     }
 }
@@ -106,7 +114,31 @@ pub fn save_model_as<B: Backend, A: Architecture>(
     let bytes = match format {
         WeightsFormat::Dense => encode_weights(model, &Naming::Burn).map_err(fail)?,
         WeightsFormat::Sparse => encode_sparse(&host_tensors(model).map_err(fail)?),
+        WeightsFormat::Quant => {
+            return Err(fail(
+                "weight-only quantized files are written from codes and scales with \
+                 save_quant_weights, not from a float model"
+                    .into(),
+            ));
+        }
     };
+    write_atomic(&dir.join(&meta.weights), &bytes)?;
+    write_json_atomic(&dir.join(MODEL_FILE), meta)?;
+    Ok(SavedModel {
+        dir: dir.to_path_buf(),
+        size_bytes: bytes.len() as u64,
+        size_gzip_bytes: gzip_len(&bytes),
+    })
+}
+
+/// Writes weight-only quantized tensors (see [`crate::qweights`]) and the model description
+/// into `dir`; `meta.weights` should be [`WeightsFormat::Quant`]'s file name.
+pub fn save_quant_weights<A: Architecture>(
+    dir: &Path,
+    meta: &ModelMeta<A>,
+    tensors: &BTreeMap<String, StoredTensor>,
+) -> Result<SavedModel> {
+    let bytes = encode_quant_weights(tensors);
     write_atomic(&dir.join(&meta.weights), &bytes)?;
     write_json_atomic(&dir.join(MODEL_FILE), meta)?;
     Ok(SavedModel {
@@ -144,6 +176,9 @@ pub fn load_model<B: Backend, A: Architecture>(
         std::fs::read(&weights_path).map_err(|e| CoreError::io("reading", &weights_path, e))?;
     let model = if is_sparse(&bytes) {
         decode_sparse(&bytes).and_then(|t| load_host_tensors(meta.spec.init::<B>(device), &t))
+    } else if is_quant_weights(&bytes) {
+        decode_quant_weights(&bytes)
+            .and_then(|t| load_host_tensors(meta.spec.init::<B>(device), &dequantize_all(&t)))
     } else {
         decode_weights(meta.spec.init::<B>(device), &bytes, &Naming::Burn)
     }

@@ -31,6 +31,7 @@ pub mod fsutil;
 pub mod model;
 pub mod ops;
 pub mod progress;
+pub mod qweights;
 pub mod report;
 pub mod rng;
 pub mod sparse;

@@ -13,6 +13,12 @@ pub struct Candidate {
     pub name: String,
     /// Stage kind that produced it (`baseline`).
     pub stage: String,
+    /// How the stage produced it, where the stage has several methods (`ptq`, `qat`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Bits of the weight codes of a quantized candidate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bits: Option<u32>,
     /// Model folder, relative to the run directory.
     pub model_dir: String,
     /// One-line architecture description.
@@ -28,6 +34,18 @@ pub struct Candidate {
     /// Stage-specific lines for people (shown under the candidate in report.md).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub summary: Vec<String>,
+}
+
+impl Candidate {
+    /// The stage with its method and bits (`quantize (ptq, 8-bit)`).
+    pub fn stage_label(&self) -> String {
+        match (&self.method, self.bits) {
+            (Some(m), Some(b)) => format!("{} ({m}, {b}-bit)", self.stage),
+            (Some(m), None) => format!("{} ({m})", self.stage),
+            (None, Some(b)) => format!("{} ({b}-bit)", self.stage),
+            (None, None) => self.stage.clone(),
+        }
+    }
 }
 
 /// The whole run.
@@ -93,7 +111,7 @@ impl PipelineReport {
             };
             s.push_str(&format!(
                 "| {} | {} | {:.4} | {} | {}{} | {}{} | {}{} | {}{} | {}{} | {:.3} / {:.3}{} | {:.0}{} |\n",
-                c.name, c.stage, e.accuracy, d_acc, e.params, r_params, e.nonzero_params, r_nz, e.macs, r_macs,
+                c.name, c.stage_label(), e.accuracy, d_acc, e.params, r_params, e.nonzero_params, r_nz, e.macs, r_macs,
                 e.size_bytes, r_size, e.size_gzip_bytes, r_gz, e.latency_b1_ms_p50, e.latency_b1_ms_p95, r_lat,
                 e.throughput_per_s, r_tp
             ));

@@ -10,10 +10,33 @@ use crate::calibrate::calibrate;
 use crate::error::{QuantError, Result};
 use crate::graph::FloatGraph;
 use crate::observer::Observer;
+use crate::qat::QatConfig;
 use crate::qmodel::{ActivationScheme, Granularity, QuantModel};
 
-/// Bit widths the integer path runs.
-pub const SUPPORTED_BITS: [u32; 1] = [8];
+/// Bit widths of weight codes: 8 (the integer path, or weight-only) and 4 (weight-only).
+pub const SUPPORTED_BITS: [u32; 2] = [4, 8];
+
+/// How the quantized model is obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// Post-training quantization: calibrate, then quantize.
+    #[default]
+    Ptq,
+    /// Quantization-aware training: calibrate, fine-tune with fake quantization, then quantize
+    /// (see [`crate::qat`]).
+    Qat,
+}
+
+impl Method {
+    /// The snake_case name (`ptq`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Ptq => "ptq",
+            Method::Qat => "qat",
+        }
+    }
+}
 
 /// How activations are calibrated.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -40,37 +63,108 @@ impl Default for CalibrationConfig {
     }
 }
 
-/// Post-training quantization settings.
+/// Quantization settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QuantConfig {
-    /// Bits of weights and activations (8).
+    /// Post-training (`ptq`) or quantization-aware training (`qat`).
+    pub method: Method,
+    /// Bits of the weight codes: 8 (int8 weights and uint8 activations on the integer path,
+    /// or weight-only) or 4 (weight-only).
     pub bits: u32,
-    /// Weight scales per output channel or per tensor.
+    /// Quantize only the weights and keep activations float (the model is dequantized when
+    /// loaded: smaller file, float speed). Default: true for 4 bits, false for 8.
+    pub weights_only: Option<bool>,
+    /// Weight scales per output channel, per tensor, or per block (weight-only).
     pub granularity: Granularity,
-    /// Activation calibration.
+    /// Consecutive values per scale with `granularity = "per_block"`.
+    pub block_size: usize,
+    /// Activation calibration (integer path).
     pub calibration: CalibrationConfig,
+    /// Fine-tuning of `method = "qat"`.
+    pub qat: QatConfig,
 }
 
 impl Default for QuantConfig {
     fn default() -> Self {
         Self {
+            method: Method::Ptq,
             bits: 8,
+            weights_only: None,
             granularity: Granularity::PerChannel,
+            block_size: 32,
             calibration: CalibrationConfig::default(),
+            qat: QatConfig::default(),
         }
     }
 }
 
 impl QuantConfig {
+    /// Whether only the weights are quantized.
+    pub fn is_weights_only(&self) -> bool {
+        self.weights_only.unwrap_or(self.bits == 4)
+    }
+
     /// Checks the ranges; keys are named under `prefix` (`stages.quantize`).
     pub fn validate(&self, prefix: &str) -> Result<()> {
         if !SUPPORTED_BITS.contains(&self.bits) {
             return Err(QuantError::invalid(
                 format!("{prefix}.bits"),
                 self.bits,
-                format!("the integer path runs {SUPPORTED_BITS:?} bits; use bits = 8"),
+                "supported: 8 (integer path or weight-only) and 4 (weight-only)",
             ));
+        }
+        if self.is_weights_only() {
+            if self.method == Method::Qat {
+                return Err(QuantError::invalid(
+                    format!("{prefix}.method"),
+                    "qat",
+                    "quantization-aware training targets the int8 integer path; use \
+                     method = \"ptq\" for weight-only quantization, or weights_only = false",
+                ));
+            }
+            if self.granularity == Granularity::PerBlock && self.block_size == 0 {
+                return Err(QuantError::invalid(
+                    format!("{prefix}.block_size"),
+                    0,
+                    "a block needs at least one value; 32 or 64 is typical",
+                ));
+            }
+        } else {
+            if self.bits != 8 {
+                return Err(QuantError::invalid(
+                    format!("{prefix}.bits"),
+                    self.bits,
+                    "the integer path runs 8-bit weights and activations; 4-bit weights are \
+                     weight-only (leave weights_only out or set it to true)",
+                ));
+            }
+            if self.granularity == Granularity::PerBlock {
+                return Err(QuantError::invalid(
+                    format!("{prefix}.granularity"),
+                    "per_block",
+                    "the integer path runs per_channel or per_tensor weight scales; per_block \
+                     is for weight-only quantization (weights_only = true)",
+                ));
+            }
+        }
+        if self.method == Method::Qat {
+            if self.qat.epochs == 0 {
+                return Err(QuantError::invalid(
+                    format!("{prefix}.qat.epochs"),
+                    0,
+                    "quantization-aware training needs at least one epoch (1-3 is typical)",
+                ));
+            }
+            if let Some(lr) = self.qat.learning_rate
+                && !(lr.is_finite() && lr > 0.0)
+            {
+                return Err(QuantError::invalid(
+                    format!("{prefix}.qat.learning_rate"),
+                    lr,
+                    "must be a positive number, for example 1e-4",
+                ));
+            }
         }
         if self.calibration.samples == 0 {
             return Err(QuantError::invalid(
@@ -115,6 +209,14 @@ pub fn quantize_ptq<B: Backend>(
     device: &B::Device,
 ) -> Result<QuantModel> {
     cfg.validate("quantize")?;
+    if cfg.is_weights_only() {
+        return Err(QuantError::invalid(
+            "quantize.weights_only",
+            true,
+            "quantize_ptq builds the int8 integer model; weight-only quantization is \
+             opt_quant::weight_only::quantize_weights_only",
+        ));
+    }
     let graph = FloatGraph::from_model(model, input)?;
     let stats = calibrate::<B>(
         &graph,
@@ -134,6 +236,7 @@ mod tests {
     fn bad_settings_name_their_key() {
         let mut c = QuantConfig {
             bits: 4,
+            weights_only: Some(false),
             ..Default::default()
         };
         assert!(
@@ -142,7 +245,50 @@ mod tests {
                 .to_string()
                 .contains("q.bits = 4")
         );
+        c.weights_only = None;
+        c.validate("q").unwrap();
+        c.method = Method::Qat;
+        assert!(
+            c.validate("q")
+                .unwrap_err()
+                .to_string()
+                .contains("q.method")
+        );
+        c.method = Method::Ptq;
+        c.bits = 3;
+        assert!(
+            c.validate("q")
+                .unwrap_err()
+                .to_string()
+                .contains("q.bits = 3")
+        );
         c.bits = 8;
+        c.granularity = Granularity::PerBlock;
+        assert!(
+            c.validate("q")
+                .unwrap_err()
+                .to_string()
+                .contains("per_block")
+        );
+        c.granularity = Granularity::PerChannel;
+        c.method = Method::Qat;
+        c.qat.epochs = 0;
+        assert!(
+            c.validate("q")
+                .unwrap_err()
+                .to_string()
+                .contains("q.qat.epochs = 0")
+        );
+        c.qat.epochs = 1;
+        c.qat.learning_rate = Some(-1.0);
+        assert!(
+            c.validate("q")
+                .unwrap_err()
+                .to_string()
+                .contains("learning_rate")
+        );
+        c.qat.learning_rate = None;
+        c.method = Method::Ptq;
         c.calibration.samples = 0;
         assert!(
             c.validate("q")

@@ -103,6 +103,17 @@ fn unsupported(layer: &str, problem: impl Into<String>) -> QuantError {
     }
 }
 
+/// The zero padding on every side of a convolution with a `kernel`-sized square kernel, or
+/// `None` when it is not the same on every side.
+pub fn conv_padding<B: Backend>(c: &Conv2d<B>, kernel: usize) -> Option<usize> {
+    match c.padding {
+        PaddingConfig2d::Valid => Some(0),
+        PaddingConfig2d::Explicit(t, l, b, r) if t == l && l == b && b == r => Some(t),
+        PaddingConfig2d::Same if c.stride[0] == 1 && kernel % 2 == 1 => Some(kernel / 2),
+        _ => None,
+    }
+}
+
 fn conv<B: Backend>(
     name: &str,
     c: &Conv2d<B>,
@@ -120,12 +131,8 @@ fn conv<B: Backend>(
             ),
         ));
     }
-    let padding = match c.padding {
-        PaddingConfig2d::Valid => 0,
-        PaddingConfig2d::Explicit(t, l, b, r) if t == l && l == b && b == r => t,
-        PaddingConfig2d::Same if c.stride[0] == 1 && kh % 2 == 1 => kh / 2,
-        ref p => return Err(unsupported(name, format!("padding {p:?} is not symmetric"))),
-    };
+    let padding = conv_padding(c, kh)
+        .ok_or_else(|| unsupported(name, format!("padding {:?} is not symmetric", c.padding)))?;
     let mut weight = host(c.weight.val());
     let mut bias = match &c.bias {
         Some(b) => host(b.val()),

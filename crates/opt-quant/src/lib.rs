@@ -10,9 +10,11 @@
 //! - [`qmodel`]: the int8 model (int8 weights per channel or per tensor, uint8 activations,
 //!   requantization with fused ReLU) that really runs in integers; [`qformat`] saves it in its
 //!   integer form; [`measure`] measures it like a float model;
-//! - [`quantize_ptq`]: all of it as one post-training quantization call.
-//!
-//! Quantization-aware training, weight-only int4 and the pipeline stage come next (issue 5).
+//! - [`quantize_ptq`]: all of it as one post-training quantization call;
+//! - [`qat`]: quantization-aware training (fake quantization with straight-through gradients
+//!   in opt-core's training loop) and conversion, [`quantize_qat`];
+//! - [`weight_only`]: 8- or 4-bit weight codes per tensor, channel or block, stored by
+//!   [`opt_core::qweights`] and dequantized on load.
 //!
 //! ```
 //! use opt_quant::kernels::{Isa, Lhs, Rhs, gemm};
@@ -34,9 +36,12 @@ pub mod graph;
 pub mod kernels;
 pub mod measure;
 pub mod observer;
+pub mod qat;
 pub mod qformat;
 pub mod qmodel;
+pub mod weight_only;
 
-pub use config::{CalibrationConfig, QuantConfig, quantize_ptq};
+pub use config::{CalibrationConfig, Method, QuantConfig, quantize_ptq};
 pub use error::{QuantError, Result};
+pub use qat::{QatConfig, QatModel, quantize_qat};
 pub use qmodel::QuantModel;

@@ -23,6 +23,9 @@ pub enum Granularity {
     PerChannel,
     /// One scale for the whole tensor.
     PerTensor,
+    /// One scale per block of consecutive values (weight-only quantization, see
+    /// [`crate::weight_only`]); the integer path does not run it.
+    PerBlock,
 }
 
 /// How activations are mapped to 8 bits.
@@ -47,12 +50,15 @@ impl Default for ActivationScheme {
 }
 
 /// Symmetric int8 codes of `w` (`rows` rows) and one scale per row (or the same scale
-/// repeated, per tensor): `w ≈ scale · q`, `q` in [−127, 127].
+/// repeated, per tensor; per block is treated as per channel, and [`QuantModel::build`] refuses
+/// it): `w ≈ scale · q`, `q` in [−127, 127].
 pub fn quantize_weights(w: &[f32], rows: usize, granularity: Granularity) -> (Vec<i8>, Vec<f32>) {
     let per = w.len() / rows.max(1);
     let absmax = |s: &[f32]| s.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     let scales: Vec<f32> = match granularity {
-        Granularity::PerChannel => w.chunks(per.max(1)).map(absmax).collect(),
+        Granularity::PerChannel | Granularity::PerBlock => {
+            w.chunks(per.max(1)).map(absmax).collect()
+        }
         Granularity::PerTensor => vec![absmax(w); rows],
     }
     .into_iter()
@@ -181,6 +187,14 @@ impl QuantModel {
         weights: Granularity,
         activations: ActivationScheme,
     ) -> Result<Self> {
+        if weights == Granularity::PerBlock {
+            return Err(QuantError::invalid(
+                "quantize.granularity",
+                "per_block",
+                "the int8 path runs per_channel or per_tensor weight scales; per_block is for \
+                 weight-only quantization (weights_only = true)",
+            ));
+        }
         let p = activations.percentile;
         if !(p > 0.0 && p <= 100.0) {
             return Err(QuantError::invalid(
