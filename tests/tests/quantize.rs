@@ -29,6 +29,14 @@ from = "baseline"
 bits = 4
 granularity = "per_block"
 block_size = 16
+
+[[stages]]
+kind = "quantize"
+name = "mixed"
+from = "baseline"
+[stages.quantize]
+granularity = "per_tensor"
+tolerance = 0.0
 "#;
 
 fn read_json(path: &std::path::Path) -> Value {
@@ -48,7 +56,7 @@ fn pipeline_stages_report_method_bits_and_real_sizes() {
     assert_eq!(o.code, 0, "{}", o.stderr);
     let report = read_json(&out.path().join("report.json"));
     let c = report["candidates"].as_array().unwrap();
-    assert_eq!(c.len(), 4);
+    assert_eq!(c.len(), 5);
     let num = |v: &Value, k: &str| v[k].as_f64().unwrap();
     let base = &c[0];
     for (cand, method, bits) in [(&c[1], "ptq", 8), (&c[2], "qat", 8), (&c[3], "ptq", 4)] {
@@ -88,7 +96,24 @@ fn pipeline_stages_report_method_bits_and_real_sizes() {
     assert_eq!(int4["details"]["path"], "weights_only");
     let again = reload(out.path().join("int4"));
     assert_eq!(again.eval.accuracy, num(int4, "accuracy"));
+    // Accuracy-aware: a zero tolerance makes the search measure candidates and return one,
+    // saying what it kept in float and whether the tolerance was met.
+    let mixed = &c[4];
+    let f = &mixed["details"]["fallback"];
+    assert!(!f["steps"].as_array().unwrap().is_empty(), "{mixed}");
+    let kept = f["kept_float"].as_array().unwrap();
+    assert!(f["met"].is_boolean());
+    assert!(
+        (f["drop_points"].as_f64().unwrap() <= 1e-9) == f["met"].as_bool().unwrap(),
+        "{f}"
+    );
+    assert_eq!(
+        mixed["details"]["float_parts"].as_array().unwrap().len(),
+        1 + kept.len()
+    );
+    assert!(mixed["backend"].as_str().unwrap().starts_with("int8-"));
     let md = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    assert!(md.contains("accuracy-aware (tolerance 0.00 pts"), "{md}");
     assert!(md.contains("quantize (qat, 8-bit)"), "{md}");
 }
 

@@ -14,15 +14,17 @@ use burn::tensor::backend::AutodiffBackend;
 use opt_arch::{ZooArch, ZooModel};
 use opt_core::artifact::{ModelMeta, WeightsFormat, load_model, save_quant_weights};
 use opt_core::data::ImageDataset;
-use opt_core::eval::{EvalReport, MeasureConfig, Platform, measure};
+use opt_core::eval::{EvalReport, MeasureConfig, Platform, evaluate_accuracy, measure};
 use opt_core::fsutil::{gzip_len, write_atomic};
 use opt_core::model::ModelSpec;
+use opt_core::qweights::{StoredTensor, dequantize_all};
 use opt_core::train::{TrainConfig, TrainData, TrainReport};
-use opt_core::weights::host_tensors;
-use opt_quant::measure::{StaticFigures, default_threads, measure_int8};
+use opt_core::weights::{host_tensors, load_host_tensors};
+use opt_quant::fallback::{FallbackReport, accuracy_aware};
+use opt_quant::measure::{StaticFigures, accuracy, default_threads, measure_int8};
 use opt_quant::qformat::{INT8_FILE, decode, encode};
 use opt_quant::weight_only::{WeightOnlyReport, quantize_weights_only};
-use opt_quant::{Method, QuantConfig, quantize_ptq, quantize_qat};
+use opt_quant::{Method, QuantConfig, calibrate_model, quantize_qat};
 use serde::Serialize;
 
 /// What a quantize stage did, for report.json.
@@ -37,9 +39,13 @@ pub struct QuantDetails {
     /// Weight-only: what the codes changed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weight_only: Option<WeightOnlyReport>,
-    /// Layers that run in float: the integer path keeps only the head's logits float (the
-    /// last layer's output is dequantized); weight-only keeps every activation float.
+    /// What runs in float: on the integer path the head's logits and any layer the
+    /// accuracy-aware search kept float; weight-only keeps every activation float, and the
+    /// weights of any tensor the search kept float.
     pub float_parts: Vec<String>,
+    /// The accuracy-aware search, when `tolerance` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<FallbackReport>,
 }
 
 /// A quantize stage's result.
@@ -100,10 +106,40 @@ pub fn run_quantize<B: AutodiffBackend>(
         measure: mcfg,
         platform,
     } = input;
+    let float_accuracy = |m: &ZooModel<B::InnerBackend>| {
+        evaluate_accuracy(m, data.valid, &data.batcher, 256, device).accuracy
+    };
     if cfg.is_weights_only() {
         let tensors = host_tensors(model).map_err(|e| anyhow!("reading the weights: {e}"))?;
-        let (stored, report) =
+        let (mut stored, report) =
             quantize_weights_only(&tensors, cfg.bits, cfg.granularity, cfg.block_size);
+        let mut float_parts = vec!["every activation".to_string()];
+        let fallback = match cfg.tolerance {
+            None => None,
+            Some(tol) => {
+                let names: Vec<String> = stored
+                    .iter()
+                    .filter(|(_, t)| matches!(t, StoredTensor::Quant(_)))
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                let with_float = |float: &[String]| {
+                    let mut m = stored.clone();
+                    for name in float {
+                        m.insert(name.clone(), StoredTensor::Float(tensors[name].clone()));
+                    }
+                    m
+                };
+                let r = accuracy_aware(&names, float_accuracy(model), tol, |float| {
+                    let deq = dequantize_all(&with_float(float));
+                    let m = load_host_tensors(spec.init::<B::InnerBackend>(device), &deq)
+                        .map_err(|e| anyhow!("loading the dequantized weights: {e}"))?;
+                    Ok::<f64, anyhow::Error>(float_accuracy(&m))
+                })?;
+                stored = with_float(&r.kept_float);
+                float_parts.extend(r.kept_float.iter().cloned());
+                Some(r)
+            }
+        };
         meta.weights = WeightsFormat::Quant.file_name().to_string();
         save_quant_weights(dir, &meta, &stored)?;
         // Measure what a user gets: the folder reloaded from the quantized file.
@@ -118,12 +154,12 @@ pub fn run_quantize<B: AutodiffBackend>(
             platform,
             device,
         );
-        let summary = vec![format!(
-            "weight-only {}-bit codes ({:?}{}), float16 scales, activations float: {} tensors \
+        let mut summary = vec![format!(
+            "weight-only {}-bit codes ({}{}), float16 scales, activations float: {} tensors \
              ({} values) quantized, {} values kept float (biases, batch norm); mean |error| \
              {:.2e}, max {:.2e}; dequantized when loaded, so it runs at float speed",
             cfg.bits,
-            cfg.granularity,
+            choice_name(cfg.granularity),
             if cfg.granularity == opt_quant::qmodel::Granularity::PerBlock {
                 format!(" of {}", cfg.block_size)
             } else {
@@ -135,6 +171,7 @@ pub fn run_quantize<B: AutodiffBackend>(
             report.mean_abs_error,
             report.max_abs_error
         )];
+        summary.extend(fallback.as_ref().map(fallback_line));
         return Ok(QuantStageOutput {
             model: reloaded,
             eval,
@@ -144,7 +181,8 @@ pub fn run_quantize<B: AutodiffBackend>(
                 path: "weights_only",
                 file: meta.weights,
                 weight_only: Some(report),
-                float_parts: vec!["every activation".into()],
+                float_parts,
+                fallback,
             },
             summary,
         });
@@ -156,9 +194,9 @@ pub fn run_quantize<B: AutodiffBackend>(
             spec.describe()
         );
     };
-    let (q, float_model, qat) = match cfg.method {
+    let (calibrated, float_model, qat) = match cfg.method {
         Method::Ptq => (
-            quantize_ptq::<B::InnerBackend>(
+            calibrate_model::<B::InnerBackend>(
                 core,
                 spec.input,
                 data.batcher.norm,
@@ -170,8 +208,27 @@ pub fn run_quantize<B: AutodiffBackend>(
             None,
         ),
         Method::Qat => {
-            let (q, tuned, report) = quantize_qat::<B>(core, spec.input, data, train, cfg, device)?;
-            (q, ZooModel::Core(tuned), Some(report))
+            let (c, tuned, report) = quantize_qat::<B>(core, spec.input, data, train, cfg, device)?;
+            (c, ZooModel::Core(tuned), Some(report))
+        }
+    };
+    let threads = default_threads();
+    let mut float_parts = vec!["the head's logits".to_string()];
+    let (q, fallback) = match cfg.tolerance {
+        None => (calibrated.quantize(&[])?, None),
+        Some(tol) => {
+            // Against the float model the stage started from.
+            let r = accuracy_aware(
+                &calibrated.layer_names(),
+                float_accuracy(model),
+                tol,
+                |float| {
+                    let q = calibrated.quantize(float)?;
+                    Ok::<f64, anyhow::Error>(accuracy(&q, data.valid, 256, threads).0)
+                },
+            )?;
+            float_parts.extend(r.kept_float.iter().cloned());
+            (calibrated.quantize(&r.kept_float)?, Some(r))
         }
     };
     let bytes = encode(&q);
@@ -185,14 +242,13 @@ pub fn run_quantize<B: AutodiffBackend>(
         size_bytes: bytes.len() as u64,
         size_gzip_bytes: gzip_len(&bytes),
     };
-    let threads = default_threads();
     let eval = measure_int8(&q, test, &mcfg, figures, threads);
     let c = &cfg.calibration;
     let mut summary = vec![format!(
-        "int8 weights ({:?}) and uint8 activations ({:?} calibration on {} images{}) on the \
+        "int8 weights ({}) and uint8 activations ({} calibration on {} images{}) on the \
          integer path ({}, {threads} threads); logits dequantized to float",
-        cfg.granularity,
-        c.method,
+        choice_name(cfg.granularity),
+        choice_name(c.method),
         c.samples.min(data.train.len()),
         if c.symmetric { ", symmetric" } else { "" },
         q.isa.name()
@@ -204,6 +260,7 @@ pub fn run_quantize<B: AutodiffBackend>(
             r.epochs, r.learning_rate, r.train.best_val_accuracy
         ));
     }
+    summary.extend(fallback.as_ref().map(fallback_line));
     Ok(QuantStageOutput {
         model: float_model,
         eval,
@@ -213,8 +270,40 @@ pub fn run_quantize<B: AutodiffBackend>(
             path: "integer",
             file: INT8_FILE.into(),
             weight_only: None,
-            float_parts: vec!["the head's logits".into()],
+            float_parts,
+            fallback,
         },
         summary,
     })
+}
+
+/// One line of report.md about the accuracy-aware search.
+fn fallback_line(r: &FallbackReport) -> String {
+    let kept = if r.kept_float.is_empty() {
+        "nothing kept in float".to_string()
+    } else {
+        format!("kept in float: {}", r.kept_float.join(", "))
+    };
+    format!(
+        "accuracy-aware (tolerance {:.2} pts on the validation split, float {:.4}): {kept}; \
+         validation accuracy {:.4} ({:+.2} pts){}; {} candidates measured",
+        r.tolerance_points,
+        r.float_accuracy,
+        r.accuracy,
+        0.0 - r.drop_points,
+        if r.met {
+            String::new()
+        } else {
+            " — the tolerance could not be met, this is the most accurate candidate".into()
+        },
+        r.steps.len()
+    )
+}
+
+/// The snake_case name a setting has in the config file (`per_channel`).
+fn choice_name(v: impl Serialize) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        other => format!("{other:?}"),
+    }
 }

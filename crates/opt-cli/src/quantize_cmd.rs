@@ -175,6 +175,10 @@ pub struct QuantizeFlags {
     /// Learning rate of quantization-aware fine-tuning (default 1e-4).
     #[arg(long)]
     pub qat_lr: Option<f64>,
+    /// Largest accepted validation accuracy drop in points: the most sensitive layers stay
+    /// float until the drop is within it.
+    #[arg(long)]
+    pub tolerance: Option<f64>,
 }
 
 /// The settings from the command-line flags, checked.
@@ -206,6 +210,7 @@ pub fn settings(f: &QuantizeFlags) -> Result<QuantConfig> {
             epochs: f.qat_epochs,
             learning_rate: f.qat_lr,
         },
+        tolerance: f.tolerance,
     };
     cfg.validate("quantize")?;
     Ok(cfg)

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::calibrate::calibrate;
 use crate::error::{QuantError, Result};
 use crate::graph::FloatGraph;
-use crate::observer::Observer;
+use crate::observer::{Observer, TensorStats};
 use crate::qat::QatConfig;
 use crate::qmodel::{ActivationScheme, Granularity, QuantModel};
 
@@ -83,6 +83,10 @@ pub struct QuantConfig {
     pub calibration: CalibrationConfig,
     /// Fine-tuning of `method = "qat"`.
     pub qat: QatConfig,
+    /// Largest accepted validation accuracy drop against the float model, in points: when the
+    /// quantized model loses more, the most sensitive layers stay float until it does not
+    /// (see [`crate::fallback`]). Unset: every layer is quantized.
+    pub tolerance: Option<f64>,
 }
 
 impl Default for QuantConfig {
@@ -95,6 +99,7 @@ impl Default for QuantConfig {
             block_size: 32,
             calibration: CalibrationConfig::default(),
             qat: QatConfig::default(),
+            tolerance: None,
         }
     }
 }
@@ -148,6 +153,15 @@ impl QuantConfig {
                 ));
             }
         }
+        if let Some(t) = self.tolerance
+            && !(t.is_finite() && t >= 0.0)
+        {
+            return Err(QuantError::invalid(
+                format!("{prefix}.tolerance"),
+                t,
+                "an accuracy drop in points, at least 0, for example 0.5",
+            ));
+        }
         if self.method == Method::Qat {
             if self.qat.epochs == 0 {
                 return Err(QuantError::invalid(
@@ -194,26 +208,68 @@ impl QuantConfig {
     }
 }
 
-/// Post-training quantization of `model`: read out, calibrated on the first
-/// `cfg.calibration.samples` images of `calibration`, quantized to the int8 model.
+/// A float graph with calibrated activation statistics: quantized with any set of layers kept
+/// in float by [`Calibrated::quantize`].
+#[derive(Debug, Clone)]
+pub struct Calibrated {
+    /// The float layers.
+    pub graph: FloatGraph,
+    /// The input normalization.
+    pub norm: Normalization,
+    /// Per-layer activation statistics (see [`calibrate`]).
+    pub stats: Vec<Option<TensorStats>>,
+    /// Weight scale granularity.
+    pub granularity: Granularity,
+    /// Activation scheme.
+    pub activations: ActivationScheme,
+}
+
+impl Calibrated {
+    /// The layers with weights, in order.
+    pub fn layer_names(&self) -> Vec<String> {
+        self.graph
+            .layers
+            .iter()
+            .filter_map(|l| l.name().map(str::to_string))
+            .collect()
+    }
+
+    /// The int8 model with the layers in `float_layers` kept float.
+    ///
+    /// # Errors
+    /// See [`QuantModel::build_mixed`].
+    pub fn quantize(&self, float_layers: &[String]) -> Result<QuantModel> {
+        QuantModel::build_mixed(
+            &self.graph,
+            self.norm,
+            &self.stats,
+            self.granularity,
+            self.activations,
+            float_layers,
+        )
+    }
+}
+
+/// Reads `model` out and calibrates it on the first `cfg.calibration.samples` images of
+/// `calibration`.
 ///
 /// # Errors
 /// Invalid settings, an unsupported layer, calibration data that does not fit, or non-finite
 /// activations (each error names the key or layer).
-pub fn quantize_ptq<B: Backend>(
+pub fn calibrate_model<B: Backend>(
     model: &Model<B>,
     input: InputShape,
     norm: Normalization,
     calibration: &ImageDataset,
     cfg: &QuantConfig,
     device: &B::Device,
-) -> Result<QuantModel> {
+) -> Result<Calibrated> {
     cfg.validate("quantize")?;
     if cfg.is_weights_only() {
         return Err(QuantError::invalid(
             "quantize.weights_only",
             true,
-            "quantize_ptq builds the int8 integer model; weight-only quantization is \
+            "the int8 integer model quantizes activations too; weight-only quantization is \
              opt_quant::weight_only::quantize_weights_only",
         ));
     }
@@ -225,7 +281,29 @@ pub fn quantize_ptq<B: Backend>(
         cfg.calibration.samples,
         device,
     )?;
-    QuantModel::build(&graph, norm, &stats, cfg.granularity, cfg.activations())
+    Ok(Calibrated {
+        graph,
+        norm,
+        stats,
+        granularity: cfg.granularity,
+        activations: cfg.activations(),
+    })
+}
+
+/// Post-training quantization of `model`: read out, calibrated on the first
+/// `cfg.calibration.samples` images of `calibration`, quantized to the int8 model.
+///
+/// # Errors
+/// As [`calibrate_model`].
+pub fn quantize_ptq<B: Backend>(
+    model: &Model<B>,
+    input: InputShape,
+    norm: Normalization,
+    calibration: &ImageDataset,
+    cfg: &QuantConfig,
+    device: &B::Device,
+) -> Result<QuantModel> {
+    calibrate_model(model, input, norm, calibration, cfg, device)?.quantize(&[])
 }
 
 #[cfg(test)]
@@ -289,6 +367,14 @@ mod tests {
         );
         c.qat.learning_rate = None;
         c.method = Method::Ptq;
+        c.tolerance = Some(-0.1);
+        assert!(
+            c.validate("q")
+                .unwrap_err()
+                .to_string()
+                .contains("q.tolerance = -0.1")
+        );
+        c.tolerance = Some(0.5);
         c.calibration.samples = 0;
         assert!(
             c.validate("q")

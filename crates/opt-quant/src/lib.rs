@@ -14,7 +14,9 @@
 //! - [`qat`]: quantization-aware training (fake quantization with straight-through gradients
 //!   in opt-core's training loop) and conversion, [`quantize_qat`];
 //! - [`weight_only`]: 8- or 4-bit weight codes per tensor, channel or block, stored by
-//!   [`opt_core::qweights`] and dequantized on load.
+//!   [`opt_core::qweights`] and dequantized on load;
+//! - [`fallback`]: accuracy-aware quantization, the most sensitive layers kept in float until
+//!   the validation accuracy drop is within a tolerance.
 //!
 //! ```
 //! use opt_quant::kernels::{Isa, Lhs, Rhs, gemm};
@@ -32,6 +34,7 @@ pub mod bench;
 pub mod calibrate;
 pub mod config;
 pub mod error;
+pub mod fallback;
 pub mod graph;
 pub mod kernels;
 pub mod measure;
@@ -41,7 +44,9 @@ pub mod qformat;
 pub mod qmodel;
 pub mod weight_only;
 
-pub use config::{CalibrationConfig, Method, QuantConfig, quantize_ptq};
+pub use config::{
+    Calibrated, CalibrationConfig, Method, QuantConfig, calibrate_model, quantize_ptq,
+};
 pub use error::{QuantError, Result};
 pub use qat::{QatConfig, QatModel, quantize_qat};
 pub use qmodel::QuantModel;

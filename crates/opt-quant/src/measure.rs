@@ -113,13 +113,7 @@ pub fn measure_int8(
     }
     let throughput = (n * cfg.throughput_runs) as f64 / t.elapsed().as_secs_f64();
     let params = model.params() as u64;
-    let nonzero = model
-        .weights()
-        .map(|w| {
-            w.codes.iter().filter(|&&c| c != 0).count()
-                + w.bias.iter().filter(|&&b| b != 0.0).count()
-        })
-        .sum::<usize>() as u64;
+    let nonzero = model.nonzero_params() as u64;
     EvalReport {
         accuracy: acc,
         per_class_accuracy: per_class,

@@ -2,7 +2,7 @@
 //! forward pass computes what the int8 model will compute — every convolution and linear
 //! weight rounded to its int8 code (symmetric, per channel or per tensor, as
 //! [`crate::qmodel::quantize_weights`]), every requantized activation rounded to its uint8 code
-//! with the ranges calibrated before training (as [`QuantModel::build`]) — and gradients pass
+//! with the ranges calibrated before training (as [`crate::qmodel::QuantModel::build`]) — and gradients pass
 //! the rounding unchanged (straight-through estimator, `x + (q(x) − x).detach()`) and stop
 //! where a value is clipped. Batch norms are folded into their convolution with frozen running
 //! statistics (gamma and beta still train), exactly as the int8 model folds them. The trained
@@ -20,17 +20,15 @@ use burn::tensor::activation::relu;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::module::{conv2d, max_pool2d};
 use burn::tensor::ops::ConvOptions;
-use opt_core::data::Normalization;
 use opt_core::model::{Classifier, InputShape, LayerObserver, Model};
 use opt_core::train::{DefaultHooks, TrainConfig, TrainData, TrainReport, train};
 use serde::{Deserialize, Serialize};
 
-use crate::calibrate::calibrate;
-use crate::config::QuantConfig;
+use crate::config::{Calibrated, QuantConfig, calibrate_model};
 use crate::error::Result;
 use crate::graph::FloatGraph;
 use crate::observer::QParams;
-use crate::qmodel::{Granularity, QuantModel};
+use crate::qmodel::Granularity;
 
 /// Fine-tuning settings of quantization-aware training.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -246,11 +244,11 @@ pub struct QatReport {
     pub learning_rate: f64,
 }
 
-/// Quantization-aware training of `model` followed by conversion to the int8 model:
-/// calibrate activation ranges on the float model (as post-training quantization does), fine-tune
-/// with weights and activations fake-quantized to those ranges, then quantize the fine-tuned
-/// weights with the same ranges. Returns the int8 model, the fine-tuned float model and the
-/// training report.
+/// Quantization-aware training of `model`: calibrate activation ranges on the float model (as
+/// post-training quantization does), fine-tune with weights and activations fake-quantized to
+/// those ranges. Returns the fine-tuned graph with the same statistics (its
+/// [`Calibrated::quantize`] is the int8 model training simulated), the fine-tuned float model
+/// and the training report.
 ///
 /// # Errors
 /// As [`crate::quantize_ptq`] (settings, unsupported layers, calibration).
@@ -261,21 +259,12 @@ pub fn quantize_qat<B: AutodiffBackend>(
     train_cfg: &TrainConfig,
     cfg: &QuantConfig,
     device: &B::Device,
-) -> Result<(QuantModel, Model<B::InnerBackend>, QatReport)> {
-    cfg.validate("quantize")?;
-    let norm: Normalization = data.batcher.norm;
-    let graph = FloatGraph::from_model(model, input)?;
-    let stats = calibrate::<B::InnerBackend>(
-        &graph,
-        data.train,
-        &data.batcher,
-        cfg.calibration.samples,
-        device,
-    )?;
-    let ptq = QuantModel::build(&graph, norm, &stats, cfg.granularity, cfg.activations())?;
+) -> Result<(Calibrated, Model<B::InnerBackend>, QatReport)> {
+    let calibrated = calibrate_model(model, input, data.batcher.norm, data.train, cfg, device)?;
+    let ptq = calibrated.quantize(&[])?;
     let plan = QatPlan {
         granularity: cfg.granularity,
-        outputs: ptq.weights().map(|w| w.output).collect(),
+        outputs: ptq.outputs(),
     };
     let lr = cfg
         .qat
@@ -299,9 +288,11 @@ pub fn quantize_qat<B: AutodiffBackend>(
     let (trained, report) = train(qat, data, &ft, device, &mut DefaultHooks);
     let tuned = trained.model;
     let graph = FloatGraph::from_model(&tuned, input)?;
-    let q = QuantModel::build(&graph, norm, &stats, cfg.granularity, cfg.activations())?;
     Ok((
-        q,
+        Calibrated {
+            graph,
+            ..calibrated
+        },
         tuned,
         QatReport {
             train: report,
@@ -315,8 +306,8 @@ pub fn quantize_qat<B: AutodiffBackend>(
 mod tests {
     use super::*;
     use crate::calibrate::calibrate;
-    use crate::qmodel::ActivationScheme;
-    use opt_core::data::{Batcher, DataSource};
+    use crate::qmodel::{ActivationScheme, QuantModel};
+    use opt_core::data::{Batcher, DataSource, Normalization};
     use opt_core::model::ModelSpec;
     use opt_core::test_util::{TestAutodiff, TestBackend, device};
 
@@ -364,7 +355,7 @@ mod tests {
                     model,
                     plan: QatPlan {
                         granularity,
-                        outputs: q.weights().map(|w| w.output).collect(),
+                        outputs: q.outputs(),
                     },
                 };
                 let sim: Vec<f32> = fq.forward(images).into_data().into_vec().unwrap();
@@ -437,8 +428,9 @@ mod tests {
             valid: &valid_ds,
             batcher,
         };
-        let (q, tuned, report) =
+        let (calibrated, tuned, report) =
             quantize_qat::<TestAutodiff>(&model, input(), d, &train_cfg, &cfg, &device()).unwrap();
+        let q = calibrated.quantize(&[]).unwrap();
         assert_eq!(report.train.epochs.len(), 1);
         let before = FloatGraph::from_model(&model, input()).unwrap();
         let after = FloatGraph::from_model(&tuned, input()).unwrap();

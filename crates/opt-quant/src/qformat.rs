@@ -5,12 +5,14 @@
 //! JSON header (input shape and map, every layer's kind, sizes, ReLU and output map; the
 //! payload length), the payload, and a CRC-32 of everything before it. Per layer with weights
 //! the payload holds its int8 codes (`out · in · k · k` or `out · in` bytes), then one float32
-//! scale and one float32 bias per output, little-endian.
+//! scale and one float32 bias per output, little-endian; a layer kept in float (`"float":
+//! true` in the header) holds float32 weights and biases instead.
 
 use opt_core::model::InputShape;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{QuantError, Result};
+use crate::graph::{ConvLayer, Layer, LinearLayer};
 use crate::kernels::Isa;
 use crate::observer::QParams;
 use crate::qmodel::{QLayer, QWeights, QuantModel};
@@ -34,6 +36,9 @@ enum LayerHeader {
         padding: usize,
         relu: bool,
         output: Option<QParams>,
+        /// Kept in float: float32 weights instead of codes and scales.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        float: bool,
     },
     MaxPool {
         size: usize,
@@ -44,6 +49,9 @@ enum LayerHeader {
         outputs: usize,
         relu: bool,
         output: Option<QParams>,
+        /// Kept in float: float32 weights instead of codes and scales.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        float: bool,
     },
 }
 
@@ -54,6 +62,17 @@ struct Header {
     input_params: QParams,
     layers: Vec<LayerHeader>,
     payload_bytes: usize,
+}
+
+/// A layer's stored weights: codes and scales, or float32 for a layer kept in float.
+enum Stored {
+    Codes(QWeights),
+    Float {
+        weight: Vec<f32>,
+        bias: Vec<f32>,
+        relu: bool,
+        output: Option<QParams>,
+    },
 }
 
 fn push_f32s(out: &mut Vec<u8>, v: &[f32]) {
@@ -83,6 +102,7 @@ pub fn encode(model: &QuantModel) -> Vec<u8> {
                     padding: *padding,
                     relu: w.relu,
                     output: w.output,
+                    float: false,
                 });
                 w
             }
@@ -93,8 +113,43 @@ pub fn encode(model: &QuantModel) -> Vec<u8> {
                     outputs: packed.cols,
                     relu: w.relu,
                     output: w.output,
+                    float: false,
                 });
                 w
+            }
+            QLayer::Float { layer, output } => {
+                let output = *output;
+                match layer {
+                    Layer::Conv(c) => {
+                        layers.push(LayerHeader::Conv {
+                            name: c.name.clone(),
+                            in_channels: c.in_channels,
+                            out_channels: c.out_channels,
+                            kernel: c.kernel,
+                            stride: c.stride,
+                            padding: c.padding,
+                            relu: c.relu,
+                            output,
+                            float: true,
+                        });
+                        push_f32s(&mut payload, &c.weight);
+                        push_f32s(&mut payload, &c.bias);
+                    }
+                    Layer::Linear(l) => {
+                        layers.push(LayerHeader::Linear {
+                            name: l.name.clone(),
+                            inputs: l.inputs,
+                            outputs: l.outputs,
+                            relu: l.relu,
+                            output,
+                            float: true,
+                        });
+                        push_f32s(&mut payload, &l.weight);
+                        push_f32s(&mut payload, &l.bias);
+                    }
+                    Layer::MaxPool { .. } => unreachable!("pooling is never a float layer"),
+                }
+                continue;
             }
             QLayer::MaxPool { size } => {
                 layers.push(LayerHeader::MaxPool { size: *size });
@@ -189,8 +244,9 @@ pub fn decode(bytes: &[u8], path: &str) -> Result<QuantModel> {
                        outs: usize,
                        per: usize,
                        relu: bool,
-                       output: Option<QParams>|
-     -> Result<QWeights> {
+                       output: Option<QParams>,
+                       float: bool|
+     -> Result<Stored> {
         let n = outs
             .checked_mul(per)
             .filter(|&n| n > 0 && n <= 1 << 31)
@@ -199,15 +255,34 @@ pub fn decode(bytes: &[u8], path: &str) -> Result<QuantModel> {
                     "layer {name} has impossible sizes ({outs} x {per})"
                 ))
             })?;
-        let codes: Vec<i8> = take(n, &format!("layer {name} codes"))?
-            .iter()
-            .map(|&b| b as i8)
-            .collect();
         let floats = |b: &[u8]| -> Vec<f32> {
             b.chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect()
         };
+        if let Some(q) = output.filter(|q| !(q.scale.is_finite() && q.scale > 0.0)) {
+            return Err(corrupt(format!(
+                "layer {name} has output scale {}",
+                q.scale
+            )));
+        }
+        if float {
+            let weight = floats(take(4 * n, &format!("layer {name} float weights"))?);
+            let bias = floats(take(4 * outs, &format!("layer {name} biases"))?);
+            if weight.iter().chain(&bias).any(|v| !v.is_finite()) {
+                return Err(corrupt(format!("layer {name} has a non-finite weight")));
+            }
+            return Ok(Stored::Float {
+                weight,
+                bias,
+                relu,
+                output,
+            });
+        }
+        let codes: Vec<i8> = take(n, &format!("layer {name} codes"))?
+            .iter()
+            .map(|&b| b as i8)
+            .collect();
         let scales = floats(take(4 * outs, &format!("layer {name} scales"))?);
         let bias = floats(take(4 * outs, &format!("layer {name} biases"))?);
         if let Some(s) = scales.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
@@ -215,20 +290,14 @@ pub fn decode(bytes: &[u8], path: &str) -> Result<QuantModel> {
                 "layer {name} has scale {s}; scales must be positive"
             )));
         }
-        if let Some(q) = output.filter(|q| !(q.scale.is_finite() && q.scale > 0.0)) {
-            return Err(corrupt(format!(
-                "layer {name} has output scale {}",
-                q.scale
-            )));
-        }
-        Ok(QWeights {
+        Ok(Stored::Codes(QWeights {
             name: name.to_string(),
             codes,
             scales,
             bias,
             relu,
             output,
-        })
+        }))
     };
     let mut layers = Vec::new();
     let mut shape = [
@@ -238,16 +307,22 @@ pub fn decode(bytes: &[u8], path: &str) -> Result<QuantModel> {
     ];
     for l in header.layers {
         layers.push(match l {
-            LayerHeader::Conv { name, in_channels, out_channels, kernel, stride, padding, relu, output } => {
+            LayerHeader::Conv { name, in_channels, out_channels, kernel, stride, padding, relu, output, float } => {
                 if in_channels != shape[0] || kernel == 0 || stride == 0 || shape[1] + 2 * padding < kernel || shape[2] + 2 * padding < kernel {
                     return Err(corrupt(format!(
                         "layer {name} ({in_channels} channels, kernel {kernel}) does not fit its input {shape:?}"
                     )));
                 }
-                let w = weights(&name, out_channels, in_channels * kernel * kernel, relu, output)?;
+                let w = weights(&name, out_channels, in_channels * kernel * kernel, relu, output, float)?;
                 let o = |x: usize| (x + 2 * padding - kernel) / stride + 1;
                 shape = [out_channels, o(shape[1]), o(shape[2])];
-                QuantModel::conv(w, in_channels, kernel, stride, padding)
+                match w {
+                    Stored::Codes(w) => QuantModel::conv(w, in_channels, kernel, stride, padding),
+                    Stored::Float { weight, bias, relu, output } => QLayer::Float {
+                        layer: Layer::Conv(ConvLayer { name, in_channels, out_channels, kernel, stride, padding, weight, bias, relu }),
+                        output,
+                    },
+                }
             }
             LayerHeader::MaxPool { size } => {
                 if size == 0 || shape[1] < size || shape[2] < size {
@@ -256,21 +331,31 @@ pub fn decode(bytes: &[u8], path: &str) -> Result<QuantModel> {
                 shape = [shape[0], shape[1] / size, shape[2] / size];
                 QLayer::MaxPool { size }
             }
-            LayerHeader::Linear { name, inputs, outputs, relu, output } => {
+            LayerHeader::Linear { name, inputs, outputs, relu, output, float } => {
                 if inputs != shape.iter().product::<usize>() {
                     return Err(corrupt(format!(
                         "layer {name} takes {inputs} inputs but its input {shape:?} has {}",
                         shape.iter().product::<usize>()
                     )));
                 }
-                let w = weights(&name, outputs, inputs, relu, output)?;
+                let w = weights(&name, outputs, inputs, relu, output, float)?;
                 shape = [outputs, 1, 1];
-                QuantModel::linear(w, inputs)
+                match w {
+                    Stored::Codes(w) => QuantModel::linear(w, inputs),
+                    Stored::Float { weight, bias, relu, output } => QLayer::Float {
+                        layer: Layer::Linear(LinearLayer { name, inputs, outputs, weight, bias, relu }),
+                        output,
+                    },
+                }
             }
         });
     }
     match layers.last() {
         Some(QLayer::Linear { w, .. }) if w.output.is_none() => {}
+        Some(QLayer::Float {
+            layer: Layer::Linear(_),
+            output: None,
+        }) => {}
         _ => {
             return Err(corrupt(
                 "the last layer must be a linear head with float output".into(),
@@ -302,6 +387,10 @@ mod tests {
     use opt_core::test_util::{TestBackend, device};
 
     fn lenet() -> QuantModel {
+        lenet_with(&[])
+    }
+
+    fn lenet_with(float_layers: &[String]) -> QuantModel {
         let input = InputShape {
             channels: 1,
             height: 28,
@@ -325,14 +414,34 @@ mod tests {
             mean: 0.3,
             std: 0.35,
         };
-        QuantModel::build(
+        QuantModel::build_mixed(
             &graph,
             norm,
             &stats,
             Granularity::PerChannel,
             ActivationScheme::default(),
+            float_layers,
         )
         .unwrap()
+    }
+
+    /// Layers kept in float (here a convolution and the head) save as float32 and reload to
+    /// the same outputs.
+    #[test]
+    fn mixed_models_round_trip() {
+        let float = vec!["conv2".to_string(), "fc2".to_string()];
+        let q = lenet_with(&float);
+        assert_eq!(q.float_layers().count(), 2);
+        let bytes = encode(&q);
+        let back = decode(&bytes, "m").unwrap();
+        let names: Vec<&str> = back.float_layers().filter_map(|(l, _)| l.name()).collect();
+        assert_eq!(names, ["conv2", "fc2"]);
+        let pixels: Vec<u8> = (0..2 * 784).map(|i| (i * 13 % 256) as u8).collect();
+        assert_eq!(q.forward(&pixels, 2, 1), back.forward(&pixels, 2, 1));
+        assert_eq!(q.params(), lenet().params());
+        // conv2's 25,000 and fc2's 5,000 weights cost 4 bytes instead of 1 (less their 60
+        // scales).
+        assert!(bytes.len() > encode(&lenet()).len() + 3 * 30_000 - 4 * 60);
     }
 
     #[test]

@@ -120,6 +120,15 @@ pub enum QLayer {
         /// Packed weights, one column per output.
         packed: Rhs,
     },
+    /// A layer kept in float by accuracy-aware quantization (see [`crate::fallback`]): float
+    /// weights and arithmetic on its dequantized 8-bit input; its output is requantized to 8
+    /// bits for the next layer, or returned as logits when it is the head.
+    Float {
+        /// The float convolution or linear layer (bias and ReLU included).
+        layer: Layer,
+        /// Parameters of its output; `None` for the head.
+        output: Option<QParams>,
+    },
 }
 
 /// The int8 model.
@@ -187,6 +196,33 @@ impl QuantModel {
         weights: Granularity,
         activations: ActivationScheme,
     ) -> Result<Self> {
+        Self::build_mixed(graph, norm, stats, weights, activations, &[])
+    }
+
+    /// Like [`QuantModel::build`], keeping the layers named in `float_layers` in float.
+    ///
+    /// # Errors
+    /// As [`QuantModel::build`], and [`QuantError::InvalidValue`] for a name that is not a layer
+    /// with weights (the message lists them).
+    pub fn build_mixed(
+        graph: &FloatGraph,
+        norm: Normalization,
+        stats: &[Option<TensorStats>],
+        weights: Granularity,
+        activations: ActivationScheme,
+        float_layers: &[String],
+    ) -> Result<Self> {
+        let names: Vec<&str> = graph.layers.iter().filter_map(Layer::name).collect();
+        if let Some(bad) = float_layers.iter().find(|f| !names.contains(&f.as_str())) {
+            return Err(QuantError::invalid(
+                "quantize.float_layers",
+                bad,
+                format!(
+                    "not a layer with weights; the layers are {}",
+                    names.join(", ")
+                ),
+            ));
+        }
         if weights == Granularity::PerBlock {
             return Err(QuantError::invalid(
                 "quantize.granularity",
@@ -236,6 +272,16 @@ impl QuantModel {
                     output,
                 }
             };
+            if layer
+                .name()
+                .is_some_and(|n| float_layers.iter().any(|f| f == n))
+            {
+                layers.push(QLayer::Float {
+                    layer: layer.clone(),
+                    output,
+                });
+                continue;
+            }
             layers.push(match layer {
                 Layer::Conv(c) => {
                     let w = quantized(&c.name, &c.weight, c.out_channels, &c.bias, c.relu);
@@ -289,21 +335,75 @@ impl QuantModel {
     pub fn classes(&self) -> usize {
         match self.layers.last() {
             Some(QLayer::Linear { w, .. } | QLayer::Conv { w, .. }) => w.scales.len(),
+            Some(QLayer::Float {
+                layer: Layer::Linear(l),
+                ..
+            }) => l.outputs,
+            Some(QLayer::Float {
+                layer: Layer::Conv(c),
+                ..
+            }) => c.out_channels,
             _ => 0,
         }
     }
 
-    /// Weight parameters (codes) and biases.
+    /// Weight parameters (codes, and float weights of float layers) and biases.
     pub fn params(&self) -> usize {
-        self.weights().map(|w| w.codes.len() + w.bias.len()).sum()
+        let float: usize = self
+            .float_layers()
+            .map(|(l, _)| float_values(l).map_or(0, |(w, b)| w.len() + b.len()))
+            .sum();
+        float
+            + self
+                .weights()
+                .map(|w| w.codes.len() + w.bias.len())
+                .sum::<usize>()
+    }
+
+    /// Non-zero weight parameters (codes and float weights) and biases.
+    pub fn nonzero_params(&self) -> usize {
+        let float: usize = self
+            .float_layers()
+            .filter_map(|(l, _)| float_values(l))
+            .map(|(w, b)| w.iter().chain(b).filter(|&&v| v != 0.0).count())
+            .sum();
+        float
+            + self
+                .weights()
+                .map(|w| {
+                    w.codes.iter().filter(|&&c| c != 0).count()
+                        + w.bias.iter().filter(|&&b| b != 0.0).count()
+                })
+                .sum::<usize>()
     }
 
     /// The quantized layers with weights, in order.
     pub fn weights(&self) -> impl Iterator<Item = &QWeights> {
         self.layers.iter().filter_map(|l| match l {
             QLayer::Conv { w, .. } | QLayer::Linear { w, .. } => Some(w),
-            QLayer::MaxPool { .. } => None,
+            QLayer::MaxPool { .. } | QLayer::Float { .. } => None,
         })
+    }
+
+    /// The layers kept in float, with their output parameters, in order.
+    pub fn float_layers(&self) -> impl Iterator<Item = (&Layer, Option<QParams>)> {
+        self.layers.iter().filter_map(|l| match l {
+            QLayer::Float { layer, output } => Some((layer, *output)),
+            _ => None,
+        })
+    }
+
+    /// The output parameters of every layer with weights (quantized or float), in order;
+    /// `None` for the head.
+    pub fn outputs(&self) -> Vec<Option<QParams>> {
+        self.layers
+            .iter()
+            .filter_map(|l| match l {
+                QLayer::Conv { w, .. } | QLayer::Linear { w, .. } => Some(w.output),
+                QLayer::Float { output, .. } => Some(*output),
+                QLayer::MaxPool { .. } => None,
+            })
+            .collect()
     }
 
     /// Logits `[n, classes]` of `n` images given as raw 8-bit pixels (`[n, c, h, w]`), the
@@ -472,15 +572,108 @@ impl QuantModel {
                     q = w.output.unwrap_or(q);
                     shape = [outs, 1, 1];
                 }
+                QLayer::Float { layer, output } => {
+                    let xf: Vec<f32> = x
+                        .iter()
+                        .map(|&v| (v as f32 - q.zero_point) * q.scale)
+                        .collect();
+                    let (y, out_shape) = float_layer(layer, &xf, n, shape);
+                    let Some(o) = output else {
+                        return y;
+                    };
+                    x = y
+                        .iter()
+                        .map(|&v| ((v / o.scale + o.zero_point).clamp(0.0, 255.0) + 0.5) as u8)
+                        .collect();
+                    q = *o;
+                    shape = out_shape;
+                }
             }
         }
         unreachable!("a quantized model ends with a linear head")
     }
 }
 
+/// Weights and biases of a float layer.
+fn float_values(layer: &Layer) -> Option<(&[f32], &[f32])> {
+    match layer {
+        Layer::Conv(c) => Some((&c.weight, &c.bias)),
+        Layer::Linear(l) => Some((&l.weight, &l.bias)),
+        Layer::MaxPool { .. } => None,
+    }
+}
+
+/// `a · b` with eight partial sums, which the compiler turns into vector code.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// A float convolution or linear layer (bias and ReLU included) on `n` inputs of `shape`.
+fn float_layer(layer: &Layer, x: &[f32], n: usize, shape: [usize; 3]) -> (Vec<f32>, [usize; 3]) {
+    match layer {
+        Layer::Conv(c) => {
+            let [ch, h, wd] = shape;
+            let (k, s, p) = (c.kernel, c.stride, c.padding);
+            let oh = (h + 2 * p - k) / s + 1;
+            let ow = (wd + 2 * p - k) / s + 1;
+            let (oc, kd) = (c.out_channels, ch * k * k);
+            let mut patch = vec![0.0f32; kd];
+            let mut y = vec![0.0f32; n * oc * oh * ow];
+            for img in 0..n {
+                let src = &x[img * ch * h * wd..(img + 1) * ch * h * wd];
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        for (kk, v) in patch.iter_mut().enumerate() {
+                            let (ci, ky, kx) = (kk / (k * k), kk / k % k, kk % k);
+                            let iy = (oy * s + ky) as isize - p as isize;
+                            let ix = (ox * s + kx) as isize - p as isize;
+                            *v = if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
+                                src[(ci * h + iy as usize) * wd + ix as usize]
+                            } else {
+                                0.0
+                            };
+                        }
+                        for o in 0..oc {
+                            let v = c.bias[o] + dot(&c.weight[o * kd..(o + 1) * kd], &patch);
+                            y[((img * oc + o) * oh + oy) * ow + ox] =
+                                if c.relu { v.max(0.0) } else { v };
+                        }
+                    }
+                }
+            }
+            (y, [oc, oh, ow])
+        }
+        Layer::Linear(l) => {
+            let mut y = Vec::with_capacity(n * l.outputs);
+            for row in x.chunks(l.inputs).take(n) {
+                for o in 0..l.outputs {
+                    let v = l.bias[o] + dot(&l.weight[o * l.inputs..(o + 1) * l.inputs], row);
+                    y.push(if l.relu { v.max(0.0) } else { v });
+                }
+            }
+            (y, [l.outputs, 1, 1])
+        }
+        Layer::MaxPool { .. } => unreachable!("pooling layers are never kept as float layers"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::graph::{ConvLayer, LinearLayer};
 
     #[test]
     fn weight_codes_round_trip_within_half_a_step() {
@@ -502,6 +695,86 @@ mod tests {
 
     /// Every family's int8 logits stay close to its float logits on real images, for every
     /// observer, and the raw-pixel input reproduces the float model's normalization.
+    /// Keeping layers in float brings the logits closer to the float model's when weight
+    /// rounding dominates (here: per-tensor scales stretched by one outlier weight per layer).
+    #[test]
+    fn float_layers_bring_logits_closer() {
+        use crate::calibrate::calibrate;
+        use opt_core::data::{Batcher, DataSource};
+        use opt_core::model::{Model, ModelSpec};
+        use opt_core::test_util::{TestBackend, device};
+
+        let data = DataSource::Embedded.load(10).unwrap();
+        let test = data.test.take(32);
+        let norm = Normalization::of(&data.train);
+        let batcher = Batcher { norm };
+        let input = InputShape {
+            channels: 1,
+            height: 28,
+            width: 28,
+        };
+        let pixels: Vec<u8> = (0..test.len())
+            .flat_map(|i| test.image(i).to_vec())
+            .collect();
+        <TestBackend as burn::tensor::backend::Backend>::seed(&device(), 9);
+        let spec = ModelSpec::preset("lenet5", input, 10).unwrap();
+        let model: Model<TestBackend> = spec.init(&device());
+        let mut graph = FloatGraph::from_model(&model, input).unwrap();
+        for layer in &mut graph.layers {
+            if let Layer::Conv(ConvLayer { weight, .. })
+            | Layer::Linear(LinearLayer { weight, .. }) = layer
+            {
+                let m = weight.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                weight[0] = 30.0 * m;
+            }
+        }
+        let images = batcher
+            .batch::<TestBackend>(&test, &(0..test.len()).collect::<Vec<_>>(), &device())
+            .images;
+        let want = graph.forward(images, &mut |_, _| {});
+        let stats =
+            calibrate::<TestBackend>(&graph, &data.train, &batcher, 128, &device()).unwrap();
+        let err = |float: &[&str]| {
+            let float: Vec<String> = float.iter().map(|s| s.to_string()).collect();
+            let q = QuantModel::build_mixed(
+                &graph,
+                norm,
+                &stats,
+                Granularity::PerTensor,
+                ActivationScheme::default(),
+                &float,
+            )
+            .unwrap();
+            let got = q.forward(&pixels, test.len(), 2);
+            got.iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).powi(2))
+                .sum::<f32>()
+                .sqrt()
+        };
+        let none = err(&[]);
+        let some = err(&["conv2", "fc1"]);
+        let all = err(&["conv1", "conv2", "fc1", "fc2"]);
+        assert!(
+            all < some && some < none && all < 0.5 * none,
+            "all float {all}, conv2 and fc1 float {some}, none float {none}"
+        );
+        let bad = QuantModel::build_mixed(
+            &graph,
+            norm,
+            &stats,
+            Granularity::PerTensor,
+            ActivationScheme::default(),
+            &["conv9".to_string()],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            bad.contains("conv9") && bad.contains("conv1, conv2, fc1, fc2"),
+            "{bad}"
+        );
+    }
+
     #[test]
     fn int8_logits_follow_the_float_model() {
         use crate::calibrate::calibrate;
