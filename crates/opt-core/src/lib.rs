@@ -27,6 +27,7 @@ pub mod artifact;
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod framed;
 pub mod fsutil;
 pub mod model;
 pub mod ops;

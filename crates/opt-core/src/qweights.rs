@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use half::f16;
 use serde::{Deserialize, Serialize};
 
+use crate::framed::{Cursor, FrameError, f32_bytes, read_framed, write_framed};
 use crate::weights::HostTensor;
 
 /// First bytes of a weight-only quantized file.
@@ -127,7 +128,7 @@ pub fn encode_quant_weights(tensors: &BTreeMap<String, StoredTensor>) -> Vec<u8>
     for (name, t) in tensors {
         match t {
             StoredTensor::Float(h) => {
-                payload.extend(h.values.iter().flat_map(|v| v.to_le_bytes()));
+                payload.extend(f32_bytes(&h.values));
                 entries.push(Entry {
                     name: name.clone(),
                     shape: h.shape.clone(),
@@ -172,16 +173,7 @@ pub fn encode_quant_weights(tensors: &BTreeMap<String, StoredTensor>) -> Vec<u8>
         payload_bytes: payload.len(),
     })
     .expect("a header of strings and numbers always serializes");
-    let mut out = Vec::with_capacity(20 + header.len() + payload.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(&(header.len() as u32).to_le_bytes());
-    out.extend_from_slice(&header);
-    out.extend_from_slice(&payload);
-    let mut crc = flate2::Crc::new();
-    crc.update(&out);
-    out.extend_from_slice(&crc.sum().to_le_bytes());
-    out
+    write_framed(MAGIC, VERSION, &header, &payload, true)
 }
 
 /// Decodes a weight-only quantized file. Every inconsistency (truncation, a checksum that does
@@ -189,41 +181,14 @@ pub fn encode_quant_weights(tensors: &BTreeMap<String, StoredTensor>) -> Vec<u8>
 /// wrong.
 pub fn decode_quant_weights(bytes: &[u8]) -> Result<BTreeMap<String, StoredTensor>, String> {
     let corrupt = |what: String| format!("corrupt quantized weights file: {what}");
-    if !is_quant_weights(bytes) {
-        return Err(corrupt("it does not start with OPTKWQNT".into()));
-    }
-    if bytes.len() < 20 {
-        return Err(corrupt(format!(
-            "{} bytes, shorter than the header",
-            bytes.len()
-        )));
-    }
-    let word = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
-    let version = word(8);
-    if version != VERSION {
-        return Err(format!(
-            "quantized weights version {version}; this optkit reads version {VERSION}"
-        ));
-    }
-    let (body, tail) = bytes.split_at(bytes.len() - 4);
-    let mut crc = flate2::Crc::new();
-    crc.update(body);
-    if crc.sum().to_le_bytes() != tail {
-        return Err(corrupt(
-            "the checksum does not match (truncated or damaged file); re-create it".into(),
-        ));
-    }
-    let header_len = word(12) as usize;
-    let rest = &body[16..];
-    if header_len > rest.len() {
-        return Err(corrupt(format!(
-            "header of {header_len} bytes but only {} bytes follow",
-            rest.len()
-        )));
-    }
-    let header: Header = serde_json::from_slice(&rest[..header_len])
+    let (header, payload) = read_framed(bytes, MAGIC, VERSION, true).map_err(|e| match e {
+        FrameError::Corrupt(what) => corrupt(what),
+        FrameError::Version(v) => {
+            format!("quantized weights version {v}; this optkit reads version {VERSION}")
+        }
+    })?;
+    let header: Header = serde_json::from_slice(header)
         .map_err(|e| corrupt(format!("header is not valid ({e})")))?;
-    let payload = &rest[header_len..];
     if payload.len() != header.payload_bytes {
         return Err(corrupt(format!(
             "payload has {} bytes, the header says {}",
@@ -231,16 +196,9 @@ pub fn decode_quant_weights(bytes: &[u8]) -> Result<BTreeMap<String, StoredTenso
             header.payload_bytes
         )));
     }
-    let mut at = 0usize;
-    let mut take = |len: usize, name: &str| -> Result<&[u8], String> {
-        let end = at
-            .checked_add(len)
-            .filter(|&e| e <= payload.len())
-            .ok_or_else(|| corrupt(format!("tensor {name} runs past the end of the payload")))?;
-        let s = &payload[at..end];
-        at = end;
-        Ok(s)
-    };
+    let mut cursor = Cursor::new(payload);
+    let mut take =
+        |len: usize, name: &str| cursor.take(len, &format!("tensor {name}")).map_err(corrupt);
     let mut out = BTreeMap::new();
     for e in &header.tensors {
         let n = e
@@ -302,12 +260,7 @@ pub fn decode_quant_weights(bytes: &[u8]) -> Result<BTreeMap<String, StoredTenso
             return Err(corrupt(format!("tensor {} appears twice", e.name)));
         }
     }
-    if at != payload.len() {
-        return Err(corrupt(format!(
-            "{} payload bytes are not described by the header",
-            payload.len() - at
-        )));
-    }
+    cursor.finish().map_err(corrupt)?;
     Ok(out)
 }
 

@@ -16,6 +16,7 @@ use std::io::{Read, Write};
 
 use serde::{Deserialize, Serialize};
 
+use crate::framed::{Cursor, FrameError, read_framed, write_framed};
 use crate::weights::HostTensor;
 
 /// First bytes of a sparse weights file.
@@ -111,13 +112,7 @@ pub fn encode_sparse(tensors: &BTreeMap<String, HostTensor>) -> Vec<u8> {
     let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
     z.write_all(&payload).expect("writing to a Vec cannot fail");
     let compressed = z.finish().expect("writing to a Vec cannot fail");
-    let mut out = Vec::with_capacity(16 + header.len() + compressed.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(&(header.len() as u32).to_le_bytes());
-    out.extend_from_slice(&header);
-    out.extend_from_slice(&compressed);
-    out
+    write_framed(MAGIC, VERSION, &header, &compressed, false)
 }
 
 /// Decodes a sparse weights file into dense tensors. Every inconsistency (truncation, bad
@@ -125,34 +120,16 @@ pub fn encode_sparse(tensors: &BTreeMap<String, HostTensor>) -> Vec<u8> {
 /// that says what is wrong.
 pub fn decode_sparse(bytes: &[u8]) -> Result<BTreeMap<String, HostTensor>, String> {
     let corrupt = |what: String| format!("corrupt sparse weights file: {what}");
-    if !is_sparse(bytes) {
-        return Err(corrupt("it does not start with OPTKSPRS".into()));
-    }
-    if bytes.len() < 16 {
-        return Err(corrupt(format!(
-            "{} bytes, shorter than the header",
-            bytes.len()
-        )));
-    }
-    let word = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
-    let version = word(8);
-    if version != VERSION {
-        return Err(format!(
-            "sparse weights version {version}; this optkit reads version {VERSION}"
-        ));
-    }
-    let header_len = word(12) as usize;
-    let body = &bytes[16..];
-    if header_len > body.len() {
-        return Err(corrupt(format!(
-            "header of {header_len} bytes but only {} bytes follow (truncated file?)",
-            body.len()
-        )));
-    }
-    let header: Header = serde_json::from_slice(&body[..header_len])
+    let (header, body) = read_framed(bytes, MAGIC, VERSION, false).map_err(|e| match e {
+        FrameError::Corrupt(what) => corrupt(what),
+        FrameError::Version(v) => {
+            format!("sparse weights version {v}; this optkit reads version {VERSION}")
+        }
+    })?;
+    let header: Header = serde_json::from_slice(header)
         .map_err(|e| corrupt(format!("header is not valid ({e})")))?;
     let mut payload = Vec::with_capacity(header.payload_bytes.min(1 << 30));
-    flate2::read::ZlibDecoder::new(&body[header_len..])
+    flate2::read::ZlibDecoder::new(body)
         .take(header.payload_bytes as u64 + 1)
         .read_to_end(&mut payload)
         .map_err(|e| {
@@ -167,16 +144,9 @@ pub fn decode_sparse(bytes: &[u8]) -> Result<BTreeMap<String, HostTensor>, Strin
             header.payload_bytes
         )));
     }
-    let mut at = 0usize;
-    let mut take = |len: usize, name: &str| -> Result<&[u8], String> {
-        let end = at
-            .checked_add(len)
-            .filter(|&e| e <= payload.len())
-            .ok_or_else(|| corrupt(format!("tensor {name} runs past the end of the payload")))?;
-        let s = &payload[at..end];
-        at = end;
-        Ok(s)
-    };
+    let mut cursor = Cursor::new(&payload);
+    let mut take =
+        |len: usize, name: &str| cursor.take(len, &format!("tensor {name}")).map_err(corrupt);
     let mut out = BTreeMap::new();
     for e in &header.tensors {
         let n = e
@@ -227,12 +197,7 @@ pub fn decode_sparse(bytes: &[u8]) -> Result<BTreeMap<String, HostTensor>, Strin
             return Err(corrupt(format!("tensor {} appears twice", e.name)));
         }
     }
-    if at != payload.len() {
-        return Err(corrupt(format!(
-            "{} payload bytes are not described by the header",
-            payload.len() - at
-        )));
-    }
+    cursor.finish().map_err(corrupt)?;
     Ok(out)
 }
 

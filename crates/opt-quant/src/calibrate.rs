@@ -77,3 +77,58 @@ pub fn calibrate<B: Backend>(
     }
     Ok(stats)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::Layer;
+    use opt_core::data::Normalization;
+    use opt_core::model::{InputShape, Model, ModelSpec};
+    use opt_core::test_util::{TestBackend, device};
+
+    fn images(side: usize, n: usize) -> ImageDataset {
+        ImageDataset {
+            name: "test".into(),
+            pixels: (0..n * side * side).map(|i| (i % 251) as u8).collect(),
+            labels: (0..n).map(|i| (i % 10) as u8).collect(),
+            channels: 1,
+            height: side,
+            width: side,
+            num_classes: 10,
+        }
+    }
+
+    /// Data of the wrong shape, zero samples, an empty dataset and a layer that produces NaN
+    /// are errors that say what is wrong (the NaN one names the layer).
+    #[test]
+    fn bad_calibration_input_is_named() {
+        let input = InputShape {
+            channels: 1,
+            height: 28,
+            width: 28,
+        };
+        let spec = ModelSpec::preset("lenet5", input, 10).unwrap();
+        let model: Model<TestBackend> = spec.init(&device());
+        let mut graph = FloatGraph::from_model(&model, input).unwrap();
+        let batcher = Batcher {
+            norm: Normalization {
+                mean: 0.3,
+                std: 0.3,
+            },
+        };
+        let err = |g: &FloatGraph, ds: &ImageDataset, n: usize| {
+            calibrate::<TestBackend>(g, ds, &batcher, n, &device())
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err(&graph, &images(32, 4), 4);
+        assert!(e.contains("1x32x32") && e.contains("1x28x28"), "{e}");
+        assert!(err(&graph, &images(28, 4), 0).contains("samples = 0"));
+        assert!(err(&graph, &images(28, 0), 4).contains("no images"));
+        if let Layer::Conv(c) = &mut graph.layers[2] {
+            c.weight[0] = f32::NAN;
+        }
+        let e = err(&graph, &images(28, 4), 4);
+        assert!(e.contains("conv2") && e.contains("NaN"), "{e}");
+    }
+}

@@ -35,6 +35,7 @@ pub mod calibrate;
 pub mod config;
 pub mod error;
 pub mod fallback;
+pub mod float_layer;
 pub mod graph;
 pub mod kernels;
 pub mod measure;

@@ -8,6 +8,7 @@
 //! scale and one float32 bias per output, little-endian; a layer kept in float (`"float":
 //! true` in the header) holds float32 weights and biases instead.
 
+use opt_core::framed::{Cursor, FrameError, f32_bytes, read_framed, write_framed};
 use opt_core::model::InputShape;
 use serde::{Deserialize, Serialize};
 
@@ -76,7 +77,7 @@ enum Stored {
 }
 
 fn push_f32s(out: &mut Vec<u8>, v: &[f32]) {
-    out.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+    out.extend(f32_bytes(v));
 }
 
 /// Encodes `model` into the int8 file format.
@@ -167,16 +168,7 @@ pub fn encode(model: &QuantModel) -> Vec<u8> {
         payload_bytes: payload.len(),
     })
     .expect("a header of strings and numbers always serializes");
-    let mut out = Vec::with_capacity(20 + header.len() + payload.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(&(header.len() as u32).to_le_bytes());
-    out.extend_from_slice(&header);
-    out.extend_from_slice(&payload);
-    let mut crc = flate2::Crc::new();
-    crc.update(&out);
-    out.extend_from_slice(&crc.sum().to_le_bytes());
-    out
+    write_framed(MAGIC, VERSION, &header, &payload, true)
 }
 
 /// Decodes an int8 model file; `path` names it in errors. Every inconsistency (truncation, a
@@ -186,43 +178,16 @@ pub fn decode(bytes: &[u8], path: &str) -> Result<QuantModel> {
         path: path.to_string(),
         problem,
     };
-    if !bytes.starts_with(MAGIC) {
-        return Err(corrupt(
-            "not an optkit int8 model (it does not start with OPTKQINT)".into(),
-        ));
-    }
-    if bytes.len() < 20 {
-        return Err(corrupt(format!(
-            "{} bytes, shorter than the header",
-            bytes.len()
-        )));
-    }
-    let (body, tail) = bytes.split_at(bytes.len() - 4);
-    let mut crc = flate2::Crc::new();
-    crc.update(body);
-    if crc.sum().to_le_bytes() != tail {
-        return Err(corrupt(
-            "checksum mismatch: the file is truncated or damaged; quantize the model again".into(),
-        ));
-    }
-    let word = |i: usize| u32::from_le_bytes([body[i], body[i + 1], body[i + 2], body[i + 3]]);
-    let version = word(8);
-    if version != VERSION {
-        return Err(corrupt(format!(
-            "version {version}; this optkit reads version {VERSION}"
-        )));
-    }
-    let header_len = word(12) as usize;
-    let rest = &body[16..];
-    if header_len > rest.len() {
-        return Err(corrupt(format!(
-            "header of {header_len} bytes but {} bytes follow",
-            rest.len()
-        )));
-    }
-    let header: Header = serde_json::from_slice(&rest[..header_len])
+    let (header, payload) = read_framed(bytes, MAGIC, VERSION, true).map_err(|e| match e {
+        FrameError::Corrupt(what) => corrupt(format!(
+            "not a readable optkit int8 model: {what}; quantize the model again"
+        )),
+        FrameError::Version(v) => {
+            corrupt(format!("version {v}; this optkit reads version {VERSION}"))
+        }
+    })?;
+    let header: Header = serde_json::from_slice(header)
         .map_err(|e| corrupt(format!("header is not valid ({e})")))?;
-    let payload = &rest[header_len..];
     if payload.len() != header.payload_bytes {
         return Err(corrupt(format!(
             "payload has {} bytes, the header says {}",
@@ -230,15 +195,11 @@ pub fn decode(bytes: &[u8], path: &str) -> Result<QuantModel> {
             header.payload_bytes
         )));
     }
-    let mut at = 0usize;
-    let mut take = |len: usize, what: &str| -> Result<&[u8]> {
-        let end = at
-            .checked_add(len)
-            .filter(|&e| e <= payload.len())
-            .ok_or_else(|| corrupt(format!("{what} runs past the end of the payload (missing)")))?;
-        let s = &payload[at..end];
-        at = end;
-        Ok(s)
+    let mut cursor = Cursor::new(payload);
+    let mut take = |len: usize, what: &str| {
+        cursor
+            .take(len, what)
+            .map_err(|e| corrupt(format!("{e} (missing)")))
     };
     let mut weights = |name: &str,
                        outs: usize,
@@ -362,12 +323,7 @@ pub fn decode(bytes: &[u8], path: &str) -> Result<QuantModel> {
             ));
         }
     }
-    if at != payload.len() {
-        return Err(corrupt(format!(
-            "{} payload bytes are not described by the header",
-            payload.len() - at
-        )));
-    }
+    cursor.finish().map_err(corrupt)?;
     Ok(QuantModel {
         input: header.input,
         input_params: header.input_params,

@@ -10,6 +10,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{QuantError, Result};
+use crate::float_layer::{float_layer, float_values};
 use crate::graph::{FloatGraph, Layer};
 use crate::kernels::{Isa, Lhs, Rhs, gemm_threads};
 use crate::observer::{Observer, QParams, TensorStats};
@@ -594,86 +595,9 @@ impl QuantModel {
     }
 }
 
-/// Weights and biases of a float layer.
-fn float_values(layer: &Layer) -> Option<(&[f32], &[f32])> {
-    match layer {
-        Layer::Conv(c) => Some((&c.weight, &c.bias)),
-        Layer::Linear(l) => Some((&l.weight, &l.bias)),
-        Layer::MaxPool { .. } => None,
-    }
-}
-
-/// `a · b` with eight partial sums, which the compiler turns into vector code.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-/// A float convolution or linear layer (bias and ReLU included) on `n` inputs of `shape`.
-fn float_layer(layer: &Layer, x: &[f32], n: usize, shape: [usize; 3]) -> (Vec<f32>, [usize; 3]) {
-    match layer {
-        Layer::Conv(c) => {
-            let [ch, h, wd] = shape;
-            let (k, s, p) = (c.kernel, c.stride, c.padding);
-            let oh = (h + 2 * p - k) / s + 1;
-            let ow = (wd + 2 * p - k) / s + 1;
-            let (oc, kd) = (c.out_channels, ch * k * k);
-            let mut patch = vec![0.0f32; kd];
-            let mut y = vec![0.0f32; n * oc * oh * ow];
-            for img in 0..n {
-                let src = &x[img * ch * h * wd..(img + 1) * ch * h * wd];
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        for (kk, v) in patch.iter_mut().enumerate() {
-                            let (ci, ky, kx) = (kk / (k * k), kk / k % k, kk % k);
-                            let iy = (oy * s + ky) as isize - p as isize;
-                            let ix = (ox * s + kx) as isize - p as isize;
-                            *v = if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
-                                src[(ci * h + iy as usize) * wd + ix as usize]
-                            } else {
-                                0.0
-                            };
-                        }
-                        for o in 0..oc {
-                            let v = c.bias[o] + dot(&c.weight[o * kd..(o + 1) * kd], &patch);
-                            y[((img * oc + o) * oh + oy) * ow + ox] =
-                                if c.relu { v.max(0.0) } else { v };
-                        }
-                    }
-                }
-            }
-            (y, [oc, oh, ow])
-        }
-        Layer::Linear(l) => {
-            let mut y = Vec::with_capacity(n * l.outputs);
-            for row in x.chunks(l.inputs).take(n) {
-                for o in 0..l.outputs {
-                    let v = l.bias[o] + dot(&l.weight[o * l.inputs..(o + 1) * l.inputs], row);
-                    y.push(if l.relu { v.max(0.0) } else { v });
-                }
-            }
-            (y, [l.outputs, 1, 1])
-        }
-        Layer::MaxPool { .. } => unreachable!("pooling layers are never kept as float layers"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::{ConvLayer, LinearLayer};
 
     #[test]
     fn weight_codes_round_trip_within_half_a_step() {
@@ -695,86 +619,6 @@ mod tests {
 
     /// Every family's int8 logits stay close to its float logits on real images, for every
     /// observer, and the raw-pixel input reproduces the float model's normalization.
-    /// Keeping layers in float brings the logits closer to the float model's when weight
-    /// rounding dominates (here: per-tensor scales stretched by one outlier weight per layer).
-    #[test]
-    fn float_layers_bring_logits_closer() {
-        use crate::calibrate::calibrate;
-        use opt_core::data::{Batcher, DataSource};
-        use opt_core::model::{Model, ModelSpec};
-        use opt_core::test_util::{TestBackend, device};
-
-        let data = DataSource::Embedded.load(10).unwrap();
-        let test = data.test.take(32);
-        let norm = Normalization::of(&data.train);
-        let batcher = Batcher { norm };
-        let input = InputShape {
-            channels: 1,
-            height: 28,
-            width: 28,
-        };
-        let pixels: Vec<u8> = (0..test.len())
-            .flat_map(|i| test.image(i).to_vec())
-            .collect();
-        <TestBackend as burn::tensor::backend::Backend>::seed(&device(), 9);
-        let spec = ModelSpec::preset("lenet5", input, 10).unwrap();
-        let model: Model<TestBackend> = spec.init(&device());
-        let mut graph = FloatGraph::from_model(&model, input).unwrap();
-        for layer in &mut graph.layers {
-            if let Layer::Conv(ConvLayer { weight, .. })
-            | Layer::Linear(LinearLayer { weight, .. }) = layer
-            {
-                let m = weight.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-                weight[0] = 30.0 * m;
-            }
-        }
-        let images = batcher
-            .batch::<TestBackend>(&test, &(0..test.len()).collect::<Vec<_>>(), &device())
-            .images;
-        let want = graph.forward(images, &mut |_, _| {});
-        let stats =
-            calibrate::<TestBackend>(&graph, &data.train, &batcher, 128, &device()).unwrap();
-        let err = |float: &[&str]| {
-            let float: Vec<String> = float.iter().map(|s| s.to_string()).collect();
-            let q = QuantModel::build_mixed(
-                &graph,
-                norm,
-                &stats,
-                Granularity::PerTensor,
-                ActivationScheme::default(),
-                &float,
-            )
-            .unwrap();
-            let got = q.forward(&pixels, test.len(), 2);
-            got.iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).powi(2))
-                .sum::<f32>()
-                .sqrt()
-        };
-        let none = err(&[]);
-        let some = err(&["conv2", "fc1"]);
-        let all = err(&["conv1", "conv2", "fc1", "fc2"]);
-        assert!(
-            all < some && some < none && all < 0.5 * none,
-            "all float {all}, conv2 and fc1 float {some}, none float {none}"
-        );
-        let bad = QuantModel::build_mixed(
-            &graph,
-            norm,
-            &stats,
-            Granularity::PerTensor,
-            ActivationScheme::default(),
-            &["conv9".to_string()],
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            bad.contains("conv9") && bad.contains("conv1, conv2, fc1, fc2"),
-            "{bad}"
-        );
-    }
-
     #[test]
     fn int8_logits_follow_the_float_model() {
         use crate::calibrate::calibrate;
