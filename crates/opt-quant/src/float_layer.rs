@@ -89,32 +89,20 @@ pub fn float_layer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixture::{INPUT, Images};
     use crate::graph::{ConvLayer, FloatGraph, LinearLayer};
     use crate::qmodel::{ActivationScheme, Granularity};
-    use opt_core::data::Normalization;
-    use opt_core::model::InputShape;
 
     /// Keeping layers in float brings the logits closer to the float model's when weight
     /// rounding dominates (here: per-tensor scales stretched by one outlier weight per layer).
     #[test]
     fn float_layers_bring_logits_closer() {
         use crate::calibrate::calibrate;
-        use opt_core::data::{Batcher, DataSource};
         use opt_core::model::{Model, ModelSpec};
         use opt_core::test_util::{TestBackend, device};
 
-        let data = DataSource::Embedded.load(10).unwrap();
-        let test = data.test.take(32);
-        let norm = Normalization::of(&data.train);
-        let batcher = Batcher { norm };
-        let input = InputShape {
-            channels: 1,
-            height: 28,
-            width: 28,
-        };
-        let pixels: Vec<u8> = (0..test.len())
-            .flat_map(|i| test.image(i).to_vec())
-            .collect();
+        let f = Images::new(32);
+        let (norm, input) = (f.norm, INPUT);
         <TestBackend as burn::tensor::backend::Backend>::seed(&device(), 9);
         let spec = ModelSpec::preset("lenet5", input, 10).unwrap();
         let model: Model<TestBackend> = spec.init(&device());
@@ -127,12 +115,8 @@ mod tests {
                 weight[0] = 30.0 * m;
             }
         }
-        let images = batcher
-            .batch::<TestBackend>(&test, &(0..test.len()).collect::<Vec<_>>(), &device())
-            .images;
-        let want = graph.forward(images, &mut |_, _| {});
-        let stats =
-            calibrate::<TestBackend>(&graph, &data.train, &batcher, 128, &device()).unwrap();
+        let want = graph.forward(f.normalized(), &mut |_, _| {});
+        let stats = calibrate::<TestBackend>(&graph, &f.train, &f.batcher, 128, &device()).unwrap();
         let err = |float: &[&str]| {
             let float: Vec<String> = float.iter().map(|s| s.to_string()).collect();
             let q = crate::qmodel::QuantModel::build_mixed(
@@ -144,7 +128,7 @@ mod tests {
                 &float,
             )
             .unwrap();
-            let got = q.forward(&pixels, test.len(), 2);
+            let got = q.forward(&f.pixels, f.test.len(), 2);
             got.iter()
                 .zip(&want)
                 .map(|(a, b)| (a - b).powi(2))

@@ -35,6 +35,8 @@ pub mod calibrate;
 pub mod config;
 pub mod error;
 pub mod fallback;
+#[cfg(test)]
+mod fixture;
 pub mod float_layer;
 pub mod graph;
 pub mod kernels;

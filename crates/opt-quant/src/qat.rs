@@ -306,17 +306,14 @@ pub fn quantize_qat<B: AutodiffBackend>(
 mod tests {
     use super::*;
     use crate::calibrate::calibrate;
+    use crate::fixture::{INPUT, Images};
     use crate::qmodel::{ActivationScheme, QuantModel};
     use opt_core::data::{Batcher, DataSource, Normalization};
     use opt_core::model::ModelSpec;
     use opt_core::test_util::{TestAutodiff, TestBackend, device};
 
     fn input() -> InputShape {
-        InputShape {
-            channels: 1,
-            height: 28,
-            width: 28,
-        }
+        INPUT
     }
 
     /// The fake-quantized forward pass computes what the int8 model computes: same weights,
@@ -324,21 +321,16 @@ mod tests {
     /// model's are.
     #[test]
     fn fake_quantized_forward_matches_the_int8_model() {
-        let data = DataSource::Embedded.load(10).unwrap();
-        let test = data.test.take(64);
-        let norm = Normalization::of(&data.train);
-        let batcher = Batcher { norm };
-        let pixels: Vec<u8> = (0..test.len())
-            .flat_map(|i| test.image(i).to_vec())
-            .collect();
+        let f = Images::new(64);
+        let norm = f.norm;
         for family in ["mlp", "lenet5", "cnn"] {
             for granularity in [Granularity::PerChannel, Granularity::PerTensor] {
                 <TestBackend as Backend>::seed(&device(), 11);
                 let spec = ModelSpec::preset(family, input(), 10).unwrap();
                 let model: Model<TestBackend> = spec.init(&device());
                 let graph = FloatGraph::from_model(&model, input()).unwrap();
-                let stats = calibrate::<TestBackend>(&graph, &data.train, &batcher, 128, &device())
-                    .unwrap();
+                let stats =
+                    calibrate::<TestBackend>(&graph, &f.train, &f.batcher, 128, &device()).unwrap();
                 let q = QuantModel::build(
                     &graph,
                     norm,
@@ -347,9 +339,7 @@ mod tests {
                     ActivationScheme::default(),
                 )
                 .unwrap();
-                let images = batcher
-                    .batch::<TestBackend>(&test, &(0..test.len()).collect::<Vec<_>>(), &device())
-                    .images;
+                let images = f.normalized();
                 let float = graph.forward(images.clone(), &mut |_, _| {});
                 let fq = QatModel {
                     model,
@@ -359,7 +349,7 @@ mod tests {
                     },
                 };
                 let sim: Vec<f32> = fq.forward(images).into_data().into_vec().unwrap();
-                let int8 = q.forward(&pixels, test.len(), 1);
+                let int8 = q.forward(&f.pixels, f.test.len(), 1);
                 let dist = |a: &[f32], b: &[f32]| {
                     a.iter()
                         .zip(b)

@@ -622,34 +622,21 @@ mod tests {
     #[test]
     fn int8_logits_follow_the_float_model() {
         use crate::calibrate::calibrate;
-        use opt_core::data::{Batcher, DataSource};
+        use crate::fixture::{INPUT, Images};
         use opt_core::model::{Model, ModelSpec};
         use opt_core::test_util::{TestBackend, device};
 
-        let data = DataSource::Embedded.load(10).unwrap();
-        let test = data.test.take(64);
-        let norm = Normalization::of(&data.train);
-        let batcher = Batcher { norm };
-        let input = InputShape {
-            channels: 1,
-            height: 28,
-            width: 28,
-        };
-        let pixels: Vec<u8> = (0..test.len())
-            .flat_map(|i| test.image(i).to_vec())
-            .collect();
+        let f = Images::new(64);
+        let (norm, input) = (f.norm, INPUT);
         for family in ["mlp", "lenet5", "cnn"] {
             let spec = ModelSpec::preset(family, input, 10).unwrap();
             // Seeded: the same weights on every run.
             <TestBackend as burn::tensor::backend::Backend>::seed(&device(), 5);
             let model: Model<TestBackend> = spec.init(&device());
             let graph = FloatGraph::from_model(&model, input).unwrap();
-            let images = batcher
-                .batch::<TestBackend>(&test, &(0..test.len()).collect::<Vec<_>>(), &device())
-                .images;
-            let want = graph.forward(images, &mut |_, _| {});
+            let want = graph.forward(f.normalized(), &mut |_, _| {});
             let stats =
-                calibrate::<TestBackend>(&graph, &data.train, &batcher, 200, &device()).unwrap();
+                calibrate::<TestBackend>(&graph, &f.train, &f.batcher, 200, &device()).unwrap();
             for observer in Observer::ALL {
                 let scheme = ActivationScheme {
                     observer,
@@ -658,7 +645,7 @@ mod tests {
                 let q = QuantModel::build(&graph, norm, &stats, Granularity::PerChannel, scheme)
                     .unwrap();
                 for threads in [1, 3] {
-                    let got = q.forward(&pixels, test.len(), threads);
+                    let got = q.forward(&f.pixels, f.test.len(), threads);
                     let mean = want.iter().sum::<f32>() / want.len() as f32;
                     let spread: f32 = want.iter().map(|v| (v - mean).powi(2)).sum();
                     let err: f32 = got.iter().zip(&want).map(|(a, b)| (a - b).powi(2)).sum();
