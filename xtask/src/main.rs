@@ -17,13 +17,14 @@ use std::process::{Command, ExitCode};
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((task, rest)) = args.split_first() else {
-        eprintln!("usage: cargo xtask <pipeline|eval|prune|bench|deps|ci> [args]");
+        eprintln!("usage: cargo xtask <pipeline|eval|prune|distill|quantize|bench|deps|ci> [args]");
         return ExitCode::from(2);
     };
     let result = match task.as_str() {
         "pipeline" => optkit("pipeline", rest),
         "eval" => optkit("eval", rest),
         "prune" => optkit("prune", rest),
+        "distill" => optkit("distill", rest),
         "quantize" => optkit("quantize", rest),
         "bench" => match rest.first().map(String::as_str) {
             Some("gemm") => optkit("bench-gemm", &rest[1..]),
@@ -112,9 +113,16 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("opt-arch", &["opt-core"]),
     ("opt-prune", &["opt-core"]),
     ("opt-quant", &["opt-core"]),
+    ("opt-distill", &["opt-core"]),
     (
         "opt-cli",
-        &["opt-core", "opt-arch", "opt-prune", "opt-quant"],
+        &[
+            "opt-core",
+            "opt-arch",
+            "opt-prune",
+            "opt-quant",
+            "opt-distill",
+        ],
     ),
     ("xtask", &[]),
 ];

@@ -60,7 +60,7 @@ impl<B: Backend> DepthwiseSeparable<B> {
     /// # Shapes
     /// - x: `[batch, in, h, w]`
     /// - output: `[batch, out, (h - 1) / stride + 1, (w - 1) / stride + 1]`
-    pub fn forward(&self, x: Tensor<B, 4>, name: &str, obs: LayerObserver<'_>) -> Tensor<B, 4> {
+    pub fn forward(&self, x: Tensor<B, 4>, name: &str, obs: LayerObserver<'_, B>) -> Tensor<B, 4> {
         let x = self.depthwise.forward(x, &format!("{name}.depthwise"), obs);
         self.pointwise.forward(x, &format!("{name}.pointwise"), obs)
     }

@@ -176,7 +176,7 @@ impl<B: Backend> InvertedResidual<B> {
     /// # Shapes
     /// - x: `[batch, input, h, w]`
     /// - output: `[batch, output, (h - 1) / stride + 1, (w - 1) / stride + 1]`
-    pub fn forward(&self, x: Tensor<B, 4>, name: &str, obs: LayerObserver<'_>) -> Tensor<B, 4> {
+    pub fn forward(&self, x: Tensor<B, 4>, name: &str, obs: LayerObserver<'_, B>) -> Tensor<B, 4> {
         let mut y = x.clone();
         if let Some(expand) = &self.expand {
             y = expand.forward(y, &format!("{name}.expand"), obs);

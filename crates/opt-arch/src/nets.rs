@@ -51,7 +51,7 @@ fn pool<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 2> {
 }
 
 impl<B: Backend> Classifier<B> for MobileNetV1<B> {
-    fn forward_observed(&self, images: Tensor<B, 4>, obs: LayerObserver<'_>) -> Tensor<B, 2> {
+    fn forward_observed(&self, images: Tensor<B, 4>, obs: LayerObserver<'_, B>) -> Tensor<B, 2> {
         let mut x = self.stem.forward(images, "stem", obs);
         for (i, b) in self.blocks.iter().enumerate() {
             x = b.forward(x, &format!("blocks.{i}"), obs);
@@ -63,7 +63,7 @@ impl<B: Backend> Classifier<B> for MobileNetV1<B> {
 }
 
 impl<B: Backend> Classifier<B> for MobileNet<B> {
-    fn forward_observed(&self, images: Tensor<B, 4>, obs: LayerObserver<'_>) -> Tensor<B, 2> {
+    fn forward_observed(&self, images: Tensor<B, 4>, obs: LayerObserver<'_, B>) -> Tensor<B, 2> {
         let mut x = self.stem.forward(images, "stem", obs);
         for (i, b) in self.blocks.iter().enumerate() {
             x = b.forward(x, &format!("blocks.{i}"), obs);

@@ -54,7 +54,7 @@ impl<B: Backend> SqueezeExcitation<B> {
     ///
     /// # Shapes
     /// - x and output: `[batch, channels, h, w]`
-    pub fn forward(&self, x: Tensor<B, 4>, name: &str, obs: LayerObserver<'_>) -> Tensor<B, 4> {
+    pub fn forward(&self, x: Tensor<B, 4>, name: &str, obs: LayerObserver<'_, B>) -> Tensor<B, 4> {
         let pooled = x.clone().mean_dim(3).mean_dim(2);
         let s = self.fc1.forward(pooled);
         observe(obs, &format!("{name}.fc1"), &s);

@@ -65,7 +65,7 @@ pub enum ZooModel<B: Backend> {
 }
 
 impl<B: Backend> Classifier<B> for ZooModel<B> {
-    fn forward_observed(&self, images: Tensor<B, 4>, obs: LayerObserver<'_>) -> Tensor<B, 2> {
+    fn forward_observed(&self, images: Tensor<B, 4>, obs: LayerObserver<'_, B>) -> Tensor<B, 2> {
         match self {
             ZooModel::Core(m) => m.forward_observed(images, obs),
             ZooModel::MobilenetV1(m) => m.forward_observed(images, obs),

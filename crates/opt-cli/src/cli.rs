@@ -30,6 +30,10 @@ pub enum Command {
         /// Directory with the four IDX files (overrides [data]).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Seed of weight initialization, data order and validation split (overrides
+        /// train.seed), to repeat a recipe over several seeds.
+        #[arg(long)]
+        seed: Option<u64>,
     },
     /// Reload a saved model and measure it again on its test data.
     Eval {
@@ -58,6 +62,29 @@ pub enum Command {
         #[arg(long)]
         backend: Option<String>,
         /// Directory with the IDX files (default: the data the model was measured on).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Distill a saved teacher model into a saved student model (for example a pruned one),
+    /// write the distilled student and measure student, teacher and result in one run.
+    Distill {
+        /// Student model folder (its architecture and weights are the starting point).
+        #[arg(long)]
+        student: PathBuf,
+        /// Teacher model folder (same classes).
+        #[arg(long)]
+        teacher: PathBuf,
+        /// TOML settings: `[distill]` (as a pipeline's `[stages.distill]`), optional `[train]`
+        /// and `validation_split`; without the file the defaults are used.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Folder for the distilled student and `distill.json`.
+        #[arg(long)]
+        out: PathBuf,
+        /// Backend: flex, ndarray or wgpu.
+        #[arg(long)]
+        backend: Option<String>,
+        /// Directory with the IDX files (default: the data the student was measured on).
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },

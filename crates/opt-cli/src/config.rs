@@ -9,6 +9,7 @@ use opt_core::data::DataSource;
 use opt_core::eval::MeasureConfig;
 use opt_core::model::{InputShape, ModelSpec};
 use opt_core::train::TrainConfig;
+use opt_distill::DistillConfig;
 use opt_prune::PruneConfig;
 use opt_quant::QuantConfig;
 use serde::{Deserialize, Serialize};
@@ -92,6 +93,27 @@ pub enum StageSection {
         #[serde(default)]
         quantize: QuantConfig,
     },
+    /// Knowledge distillation: train a student on a teacher's soft targets (and optional
+    /// hints) and measure it. The student is an earlier stage's model (`from`, default the
+    /// previous stage: recovery after pruning) or a fresh model of the `student` architecture;
+    /// the teacher is an earlier stage (`teacher`, default the first stage) or a saved model
+    /// folder (`teacher_model`).
+    Distill {
+        /// Candidate name (default `distill`).
+        name: Option<String>,
+        /// The stage whose model is the student (default: the previous stage).
+        from: Option<String>,
+        /// Train a fresh student of this architecture instead (same keys as `[model]`).
+        student: Option<ArchChoice>,
+        /// The stage whose model teaches (default: the first stage).
+        teacher: Option<String>,
+        /// A saved model folder as teacher (relative to the config file's directory).
+        teacher_model: Option<PathBuf>,
+        /// `[stages.distill]`: temperature, alpha, hints, hint_weight, epochs, learning_rate,
+        /// cache_teacher (see opt_distill::DistillConfig).
+        #[serde(default)]
+        distill: DistillConfig,
+    },
 }
 
 /// `[report]`: where results go and how carefully models are measured.
@@ -168,6 +190,8 @@ pub struct Overrides {
     pub backend: Option<String>,
     /// `--data-dir`.
     pub data_dir: Option<PathBuf>,
+    /// `--seed` (replaces `train.seed`: weight initialization, data order and split).
+    pub seed: Option<u64>,
 }
 
 /// A checked pipeline, ready to run.
@@ -209,6 +233,20 @@ impl Pipeline {
                         .with_context(|| format!("stages[{i}] ({})", stage_name(stage)))?;
                     spec
                 }
+                StageSection::Distill {
+                    student: Some(arch),
+                    ..
+                } => {
+                    let spec = ModelSpec {
+                        input,
+                        classes: f.data.classes,
+                        arch: arch.resolve(input)?,
+                    };
+                    spec.validate()
+                        .with_context(|| format!("stages[{i}].student"))?;
+                    spec
+                }
+                StageSection::Distill { .. } => specs[self.source_of(i)?].clone(),
                 StageSection::Quantize { quantize, .. } => {
                     let spec = specs[self.source_of(i)?].clone();
                     if !quantize.is_weights_only() && !matches!(spec.arch, ZooArch::Core(_)) {
@@ -232,28 +270,67 @@ impl Pipeline {
     pub fn source_of(&self, i: usize) -> Result<usize> {
         let stages = &self.file.stages;
         match &stages[i] {
-            StageSection::Baseline { .. } => Ok(i),
-            StageSection::Prune { from: None, .. } | StageSection::Quantize { from: None, .. } => {
-                Ok(i - 1)
-            }
+            StageSection::Baseline { .. }
+            | StageSection::Distill {
+                student: Some(_), ..
+            } => Ok(i),
+            StageSection::Prune { from: None, .. }
+            | StageSection::Quantize { from: None, .. }
+            | StageSection::Distill { from: None, .. } => Ok(i - 1),
             StageSection::Prune {
                 from: Some(from), ..
             }
             | StageSection::Quantize {
                 from: Some(from), ..
-            } => stages[..i]
-                .iter()
-                .position(|s| stage_name(s) == from)
-                .ok_or_else(|| {
-                    let earlier: Vec<&str> = stages[..i].iter().map(stage_name).collect();
-                    anyhow::anyhow!(
-                        "stages[{i}].from = {from:?}: no earlier stage has this name; earlier \
-                         stages: {}",
-                        earlier.join(", ")
-                    )
-                }),
+            }
+            | StageSection::Distill {
+                from: Some(from), ..
+            } => self.earlier(i, "from", from),
         }
     }
+
+    /// Index of the earlier stage named `name`, for the key `key` of stage `i`.
+    fn earlier(&self, i: usize, key: &str, name: &str) -> Result<usize> {
+        let stages = &self.file.stages;
+        stages[..i]
+            .iter()
+            .position(|s| stage_name(s) == name)
+            .ok_or_else(|| {
+                let earlier: Vec<&str> = stages[..i].iter().map(stage_name).collect();
+                anyhow::anyhow!(
+                    "stages[{i}].{key} = {name:?}: no earlier stage has this name; earlier \
+                     stages: {}",
+                    earlier.join(", ")
+                )
+            })
+    }
+
+    /// Where a distill stage's teacher comes from: an earlier stage's index, or a saved model
+    /// folder (resolved against the config file's directory).
+    pub fn teacher_of(&self, i: usize) -> Result<TeacherSource> {
+        match &self.file.stages[i] {
+            StageSection::Distill {
+                teacher_model: Some(dir),
+                ..
+            } => {
+                let base = self.config_path.parent().unwrap_or(Path::new("."));
+                Ok(TeacherSource::Saved(base.join(dir)))
+            }
+            StageSection::Distill {
+                teacher: Some(t), ..
+            } => Ok(TeacherSource::Stage(self.earlier(i, "teacher", t)?)),
+            _ => Ok(TeacherSource::Stage(0)),
+        }
+    }
+}
+
+/// A distill stage's teacher.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TeacherSource {
+    /// An earlier stage's model (index into the stages).
+    Stage(usize),
+    /// A saved model folder.
+    Saved(PathBuf),
 }
 
 /// Reads, parses and validates a pipeline file.
@@ -339,6 +416,9 @@ fn validate(path: &Path, mut file: PipelineFile, ov: Overrides) -> Result<Pipeli
             bail!("data.{key} = 0: must be at least 1, or left out to use all items");
         }
     }
+    if let Some(seed) = ov.seed {
+        file.train.seed = seed;
+    }
     file.train.validate("train")?;
     file.report.measure().validate("report")?;
     if file.stages.is_empty() {
@@ -353,6 +433,28 @@ fn validate(path: &Path, mut file: PipelineFile, ov: Overrides) -> Result<Pipeli
             StageSection::Prune { prune, .. } => prune.validate(&format!("stages[{i}].prune"))?,
             StageSection::Quantize { quantize, .. } => {
                 quantize.validate(&format!("stages[{i}].quantize"))?
+            }
+            StageSection::Distill {
+                distill,
+                from,
+                student,
+                teacher,
+                teacher_model,
+                ..
+            } => {
+                distill.validate(&format!("stages[{i}].distill"))?;
+                if from.is_some() && student.is_some() {
+                    bail!(
+                        "stages[{i}]: `from` and `student` are both set; a distill stage trains \
+                         either an earlier stage's model (from) or a fresh one (student)"
+                    );
+                }
+                if teacher.is_some() && teacher_model.is_some() {
+                    bail!(
+                        "stages[{i}]: `teacher` and `teacher_model` are both set; name an \
+                         earlier stage or a saved model folder, not both"
+                    );
+                }
             }
             StageSection::Baseline { .. } => {}
         }
@@ -383,6 +485,9 @@ fn validate(path: &Path, mut file: PipelineFile, ov: Overrides) -> Result<Pipeli
     };
     for i in 0..p.file.stages.len() {
         p.source_of(i)?;
+        if matches!(p.file.stages[i], StageSection::Distill { .. }) {
+            p.teacher_of(i)?;
+        }
     }
     Ok(p)
 }
@@ -393,124 +498,10 @@ pub fn stage_name(s: &StageSection) -> &str {
         StageSection::Baseline { name, .. } => name.as_deref().unwrap_or("baseline"),
         StageSection::Prune { name, .. } => name.as_deref().unwrap_or("prune"),
         StageSection::Quantize { name, .. } => name.as_deref().unwrap_or("quantize"),
+        StageSection::Distill { name, .. } => name.as_deref().unwrap_or("distill"),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MIN: &str = "version = 1\n[model]\narch = \"cnn\"\n[[stages]]\nkind = \"baseline\"\n";
-
-    #[test]
-    fn minimal_file_gets_defaults() {
-        let f = parse(MIN).unwrap();
-        assert_eq!(
-            f.model,
-            opt_arch::ArchChoice::Explicit(opt_arch::ZooArch::Core(opt_core::model::Arch::Cnn {
-                blocks: vec![16, 32, 64],
-                fc: 128
-            }))
-        );
-        assert_eq!(f.train, TrainConfig::default());
-        assert_eq!(f.data.classes, 10);
-    }
-
-    #[test]
-    fn unknown_keys_name_their_path() {
-        let e = parse(&format!("{MIN}[train]\nepoch = 3\n"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("train.epoch") && e.contains("unknown field"),
-            "{e}"
-        );
-        let e = parse(
-            "version = 1\n[model]\narch = \"lenet5\"\nconv3 = 4\n[[stages]]\nkind = \"baseline\"\n",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("conv3"), "{e}");
-        let e = parse(&format!("{MIN}[train]\nepochs = \"three\"\n"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("train.epochs") && e.contains("line 7"), "{e}");
-        let e = parse(&MIN.replace("baseline", "bogus"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("stages") && e.contains("baseline"), "{e}");
-    }
-
-    #[test]
-    fn validation_rejects_ranges_with_keys() {
-        for (extra, expect) in [
-            ("[train]\nepochs = 0\n", "train.epochs = 0"),
-            (
-                "[train]\nlearning_rate = -0.1\n",
-                "train.learning_rate = -0.1",
-            ),
-            ("[train]\nbatch_size = 0\n", "train.batch_size = 0"),
-            (
-                "[data]\nvalidation_split = 1.0\n",
-                "data.validation_split = 1",
-            ),
-            ("[data]\nsource = \"dir\"\n", "needs data.path"),
-        ] {
-            let f = parse(&format!("{MIN}{extra}")).unwrap();
-            let e = format!(
-                "{:#}",
-                validate(Path::new("c.toml"), f, Overrides::default()).unwrap_err()
-            );
-            assert!(e.contains(expect), "{e}");
-        }
-    }
-
-    #[test]
-    fn data_dir_override_wins_and_relative_paths_follow_the_config() {
-        let f = parse(&format!(
-            "{MIN}[data]\nsource = \"dir\"\npath = \"../data\"\n"
-        ))
-        .unwrap();
-        let p = validate(Path::new("configs/x.toml"), f.clone(), Overrides::default()).unwrap();
-        assert_eq!(
-            p.source,
-            DataSource::Dir {
-                path: PathBuf::from("configs/../data")
-            }
-        );
-        let ov = Overrides {
-            data_dir: Some("/d".into()),
-            ..Default::default()
-        };
-        let p = validate(Path::new("configs/x.toml"), f, ov).unwrap();
-        assert_eq!(
-            p.source,
-            DataSource::Dir {
-                path: PathBuf::from("/d")
-            }
-        );
-    }
-
-    /// Every shipped recipe parses and validates, and each stage's model resolves to a valid
-    /// spec for 28x28 grayscale images.
-    #[test]
-    fn shipped_configs_are_valid() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
-        let mut seen = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_none_or(|e| e != "toml") {
-                continue;
-            }
-            let p = load(&path, Overrides::default()).unwrap();
-            let input = InputShape {
-                channels: 1,
-                height: 28,
-                width: 28,
-            };
-            p.stage_specs(input).unwrap();
-            seen += 1;
-        }
-        assert!(seen >= 4, "{seen} configs");
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

@@ -13,6 +13,7 @@ pub mod backend;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod distill_cmd;
 pub mod evaluate;
 pub mod gemm_bench;
 pub mod inspect;
@@ -88,11 +89,13 @@ fn run(cli: Cli) -> Result<()> {
             out,
             backend,
             data_dir,
+            seed,
         } => {
             let overrides = config::Overrides {
                 out,
                 backend,
                 data_dir,
+                seed,
             };
             let p = config::load(&config, overrides)?;
             let kind = pick_backend(p.backend.as_deref())?;
@@ -182,6 +185,41 @@ fn run(cli: Cli) -> Result<()> {
                 a.size_bytes,
                 b.latency_b1_ms_p50,
                 a.latency_b1_ms_p50,
+                r.out
+            );
+            Ok(())
+        }
+        Command::Distill {
+            student,
+            teacher,
+            config,
+            out,
+            backend,
+            data_dir,
+        } => {
+            let kind = pick_backend(backend.as_deref())?;
+            let settings = distill_cmd::load_settings(config.as_deref())?;
+            let r = dispatch(
+                kind,
+                distill_cmd::DistillSaved {
+                    student,
+                    teacher,
+                    settings,
+                    out,
+                    data_dir,
+                    measure: Default::default(),
+                },
+            )?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            let (b, t, a) = (&r.student, &r.teacher, &r.distilled);
+            eprintln!(
+                "accuracy: student {:.4} -> distilled {:.4} (teacher {:.4}); MACs student {} teacher {}; {:.0} training samples/s ({})",
+                b.accuracy,
+                a.accuracy,
+                t.accuracy,
+                a.macs,
+                t.macs,
+                r.distill.train.samples_per_s,
                 r.out
             );
             Ok(())

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use burn::tensor::backend::AutodiffBackend;
 use opt_arch::{ZooArch, ZooModel};
-use opt_core::artifact::{ModelMeta, TestDataRef, WeightsFormat, save_model_as};
+use opt_core::artifact::{ModelMeta, TestDataRef, WeightsFormat, load_model, save_model_as};
 use opt_core::data::{Batcher, FASHION_MNIST_CLASSES, Normalization};
 use opt_core::eval::{Platform, measure};
 use opt_core::fsutil::{write_atomic, write_json_atomic};
@@ -16,7 +16,7 @@ use opt_core::report::{Candidate, PipelineReport};
 use opt_core::train::{DefaultHooks, TrainData, seed_backend, train};
 
 use crate::backend::{BackendKind, BackendTask};
-use crate::config::{Pipeline, StageSection, stage_name};
+use crate::config::{Pipeline, StageSection, TeacherSource, stage_name};
 use crate::quant_stage::{QuantStageInput, run_quantize};
 
 /// Checks that the run directory can be used: an existing file there is an error, never replaced.
@@ -29,6 +29,60 @@ pub fn prepare_out_dir(out: &Path) -> Result<()> {
     }
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create output directory {}", out.display()))
+}
+
+/// Checks every distill stage's student/teacher pair (classes, hint layers and their spatial
+/// sizes) on freshly built modules of the stages' architectures, before any training.
+fn check_distill_stages<B: AutodiffBackend>(
+    p: &Pipeline,
+    specs: &[ModelSpec<ZooArch>],
+    input: InputShape,
+    device: &B::Device,
+) -> Result<()> {
+    let dims = [input.channels, input.height, input.width];
+    for (i, stage) in p.file.stages.iter().enumerate() {
+        let StageSection::Distill {
+            distill, student, ..
+        } = stage
+        else {
+            continue;
+        };
+        let src = &p.file.stages[p.source_of(i)?];
+        let undone = match src {
+            StageSection::Quantize { .. } => {
+                Some("a quantized model (training it in float would lose its quantization)")
+            }
+            StageSection::Prune { prune, .. } if prune.method != opt_prune::Method::Structured => {
+                Some("an unstructured-pruned model (training it would refill its zeros)")
+            }
+            _ => None,
+        };
+        if let (None, Some(why)) = (student, undone) {
+            bail!(
+                "stages[{i}] ({}): its student is stage {}, {why}; distill before that stage \
+                 (for example prune -> distill -> quantize), or name another `from`",
+                stage_name(stage),
+                stage_name(src)
+            );
+        }
+        // A stage's spec before it runs has the layer names and resolutions of its output
+        // (pruning changes widths only), which is what the check needs.
+        let student = specs[i].init::<B::InnerBackend>(device);
+        let key = format!("stages[{i}].distill");
+        let checked = match p.teacher_of(i)? {
+            TeacherSource::Stage(j) => {
+                let teacher = specs[j].init::<B::InnerBackend>(device);
+                opt_distill::check_pair(&student, &teacher, dims, distill, &key, device)
+            }
+            TeacherSource::Saved(dir) => {
+                let (_, teacher, _) = load_model::<B::InnerBackend, ZooArch>(&dir, device)
+                    .with_context(|| format!("stages[{i}].teacher_model {}", dir.display()))?;
+                opt_distill::check_pair(&student, &teacher, dims, distill, &key, device)
+            }
+        };
+        checked.with_context(|| format!("stages[{i}] ({})", stage_name(stage)))?;
+    }
+    Ok(())
 }
 
 /// The pipeline as a backend task.
@@ -66,6 +120,7 @@ impl BackendTask for RunPipeline {
         };
         // Every stage's spec is checked before any training starts.
         let specs = p.stage_specs(input)?;
+        check_distill_stages::<B>(&p, &specs, input, &device)?;
         tracing::info!(
             train = train_ds.len(),
             valid = valid_ds.len(),
@@ -197,6 +252,64 @@ impl BackendTask for RunPipeline {
                             out.train,
                             Some(serde_json::to_value(&out.details)?),
                             out.summary,
+                        )
+                    }
+                    StageSection::Distill {
+                        distill: dcfg,
+                        student,
+                        ..
+                    } => {
+                        let src = p.source_of(i)?;
+                        let loaded;
+                        let (teacher_model, teacher_norm) = match p.teacher_of(i)? {
+                            TeacherSource::Stage(j) => (&models[j].1, batcher.norm),
+                            TeacherSource::Saved(dir) => {
+                                loaded = load_model::<B::InnerBackend, ZooArch>(&dir, &device)
+                                    .with_context(|| {
+                                        format!("stage {name}: teacher_model {}", dir.display())
+                                    })?;
+                                (&loaded.1, loaded.0.normalization)
+                            }
+                        };
+                        seed_backend::<B>(&device, f.train.seed);
+                        let (student_spec, student_model) = if student.is_some() {
+                            (
+                                spec.clone(),
+                                burn::module::AutodiffModule::valid(&spec.init::<B>(&device)),
+                            )
+                        } else {
+                            models[src].clone()
+                        };
+                        tracing::info!(student = %student_spec.describe(), macs = student_spec.macs(), "distilling");
+                        let (model, report) = opt_distill::distill::<B, _, _>(
+                            &student_model,
+                            opt_distill::TeacherInput {
+                                model: teacher_model,
+                                normalization: teacher_norm,
+                            },
+                            data,
+                            &f.train,
+                            dcfg,
+                            &device,
+                        )
+                        .with_context(|| format!("stage {name}"))?;
+                        let eval = save_and_measure(&student_spec, &model, WeightsFormat::Dense)?;
+                        let method = match (dcfg.alpha > 0.0, dcfg.hints.is_empty()) {
+                            (true, true) => "kd",
+                            (true, false) => "kd+hints",
+                            (false, false) => "hints",
+                            (false, true) => "labels only",
+                        };
+                        (
+                            "distill",
+                            Some(method.to_string()),
+                            None,
+                            student_spec,
+                            model,
+                            eval,
+                            Some(report.train.clone()),
+                            Some(serde_json::to_value(&report)?),
+                            report.summary(),
                         )
                     }
                 };

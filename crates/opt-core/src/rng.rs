@@ -24,6 +24,11 @@ impl SplitMix64 {
         z ^ (z >> 31)
     }
 
+    /// A uniform float in `[0, 1)` (53 random bits).
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
     /// A uniform integer in `0..n` (`n > 0`), by Lemire's multiply-shift.
     pub fn below(&mut self, n: usize) -> usize {
         ((self.next_u64() as u128 * n as u128) >> 64) as usize

@@ -12,7 +12,7 @@
 //! burn's quantization ops panic on the autodiff backend (burn 0.21 guide, surprise 3), so the
 //! fake quantization is built from float ops.
 
-use burn::module::{AutodiffModule, Module, ModuleMapper, Param};
+use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Linear};
 use burn::tensor::Tensor;
@@ -21,7 +21,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::module::{conv2d, max_pool2d};
 use burn::tensor::ops::ConvOptions;
 use opt_core::model::{Classifier, InputShape, LayerObserver, Model};
-use opt_core::train::{DefaultHooks, TrainConfig, TrainData, TrainReport, train};
+use opt_core::train::{DefaultHooks, TrainConfig, TrainData, TrainReport, train, trainable};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Calibrated, QuantConfig, calibrate_model};
@@ -193,7 +193,7 @@ fn pool<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
 }
 
 impl<B: Backend> Classifier<B> for QatModel<B> {
-    fn forward_observed(&self, images: Tensor<B, 4>, _obs: LayerObserver<'_>) -> Tensor<B, 2> {
+    fn forward_observed(&self, images: Tensor<B, 4>, _obs: LayerObserver<'_, B>) -> Tensor<B, 2> {
         let p = &self.plan.outputs;
         let at = |i: usize| p.get(i).copied().flatten();
         match &self.model {
@@ -221,15 +221,6 @@ impl<B: Backend> Classifier<B> for QatModel<B> {
                 self.linear(x, &m.head, at(n + 1), false)
             }
         }
-    }
-}
-
-/// Marks every float parameter as trainable.
-struct RequireGrad;
-
-impl<B: AutodiffBackend> ModuleMapper<B> for RequireGrad {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        param.map(|t| t.require_grad())
     }
 }
 
@@ -279,10 +270,8 @@ pub fn quantize_qat<B: AutodiffBackend>(
         ..train_cfg.clone()
     };
     let _span = tracing::info_span!("qat", epochs = ft.epochs, lr).entered();
-    // `from_inner` keeps each parameter's require-grad flag, which a model built directly on
-    // the inner backend does not set: set it on every parameter.
     let qat = QatModel {
-        model: <Model<B> as AutodiffModule<B>>::from_inner(model.clone()).map(&mut RequireGrad),
+        model: trainable::<B, Model<B>>(model.clone()),
         plan,
     };
     let (trained, report) = train(qat, data, &ft, device, &mut DefaultHooks);

@@ -30,6 +30,9 @@ pub struct Batch<B: Backend> {
     pub images: Tensor<B, 4>,
     /// `[n]` class indices.
     pub targets: Tensor<B, 1, Int>,
+    /// The dataset positions of the items, in batch order (a hook can look up per-item data,
+    /// for example a teacher's cached logits).
+    pub indices: Vec<usize>,
 }
 
 /// Builds batches from an [`ImageDataset`].
@@ -61,6 +64,7 @@ impl Batcher {
                 device,
             ),
             targets: Tensor::from_data(TensorData::new(labels, [n]), device),
+            indices: indices.to_vec(),
         }
     }
 
@@ -103,6 +107,7 @@ mod tests {
             .to_vec::<i64>()
             .unwrap();
         assert_eq!(t, vec![2, 0]);
+        assert_eq!(b.indices, vec![5, 0]);
     }
 
     #[test]

@@ -12,8 +12,8 @@ pub use groups::{
     verify_groups,
 };
 pub use nets::{
-    Classifier, Cnn, ConvBlock, LayerObserver, LeNet5, Mlp, Model, batch_norm, observe,
-    with_bn_momentum,
+    Classifier, Cnn, ConvBlock, LayerObserver, LayerOutput, LeNet5, Mlp, Model, batch_norm,
+    observe, with_bn_momentum,
 };
 pub use params::{ParamCounts, ParamEntry, PathStack, count_params, observed_macs, param_entries};
 pub use spec::{Arch, InputShape, LayerCost, LayerKind, ModelSpec, conv_out, positive};

@@ -11,9 +11,53 @@ use burn::tensor::{Tensor, backend::Backend};
 use super::arch::Architecture;
 use super::spec::{Arch, InputShape, ModelSpec};
 
-/// Called after every layer that has parameters with the layer's name and its output shape
-/// without the batch dimension. Tests use it to check the analytic MAC count.
-pub type LayerObserver<'a> = &'a mut dyn FnMut(&str, &[usize]);
+/// Called after every layer that has parameters with the layer's name and its output. Tests
+/// use the shapes to check the analytic MAC count; distillation reads the tensors of the layers
+/// it matches (FitNets hints).
+pub type LayerObserver<'a, B> = &'a mut dyn FnMut(&str, LayerOutput<'_, B>);
+
+/// One parameterized layer's output as a forward pass reports it: a feature map or, after a
+/// linear layer, a vector per image.
+#[derive(Debug, Clone, Copy)]
+pub enum LayerOutput<'t, B: Backend> {
+    /// `[batch, channels, height, width]`.
+    Map(&'t Tensor<B, 4>),
+    /// `[batch, features]`.
+    Vector(&'t Tensor<B, 2>),
+}
+
+impl<B: Backend> LayerOutput<'_, B> {
+    /// The shape without the batch dimension.
+    pub fn shape(&self) -> Vec<usize> {
+        match self {
+            LayerOutput::Map(t) => t.dims()[1..].to_vec(),
+            LayerOutput::Vector(t) => t.dims()[1..].to_vec(),
+        }
+    }
+
+    /// The output as a feature map; a vector `[n, f]` becomes `[n, f, 1, 1]`.
+    pub fn to_map(&self) -> Tensor<B, 4> {
+        match self {
+            LayerOutput::Map(t) => (*t).clone(),
+            LayerOutput::Vector(t) => {
+                let [n, f] = t.dims();
+                (*t).clone().reshape([n, f, 1, 1])
+            }
+        }
+    }
+}
+
+impl<'t, B: Backend> From<&'t Tensor<B, 4>> for LayerOutput<'t, B> {
+    fn from(t: &'t Tensor<B, 4>) -> Self {
+        LayerOutput::Map(t)
+    }
+}
+
+impl<'t, B: Backend> From<&'t Tensor<B, 2>> for LayerOutput<'t, B> {
+    fn from(t: &'t Tensor<B, 2>) -> Self {
+        LayerOutput::Vector(t)
+    }
+}
 
 /// What every model family provides: images in, logits out.
 pub trait Classifier<B: Backend> {
@@ -26,13 +70,18 @@ pub trait Classifier<B: Backend> {
         self.forward_observed(images, &mut |_, _| {})
     }
 
-    /// Like [`Classifier::forward`], reporting each parameterized layer's output shape.
-    fn forward_observed(&self, images: Tensor<B, 4>, observe: LayerObserver<'_>) -> Tensor<B, 2>;
+    /// Like [`Classifier::forward`], reporting each parameterized layer's output.
+    fn forward_observed(&self, images: Tensor<B, 4>, observe: LayerObserver<'_, B>)
+    -> Tensor<B, 2>;
 }
 
-/// Reports `t`'s shape without the batch dimension to `obs` under `name`.
-pub fn observe<B: Backend, const D: usize>(obs: LayerObserver<'_>, name: &str, t: &Tensor<B, D>) {
-    obs(name, &t.dims()[1..]);
+/// Reports `t` to `obs` under `name`.
+pub fn observe<'t, B: Backend>(
+    obs: LayerObserver<'_, B>,
+    name: &str,
+    t: impl Into<LayerOutput<'t, B>>,
+) {
+    obs(name, t.into());
 }
 
 /// Fully connected network: flatten, then linear + ReLU for each hidden layer, linear head.
@@ -43,7 +92,7 @@ pub struct Mlp<B: Backend> {
 }
 
 impl<B: Backend> Classifier<B> for Mlp<B> {
-    fn forward_observed(&self, images: Tensor<B, 4>, obs: LayerObserver<'_>) -> Tensor<B, 2> {
+    fn forward_observed(&self, images: Tensor<B, 4>, obs: LayerObserver<'_, B>) -> Tensor<B, 2> {
         let mut x = images.flatten::<2>(1, 3);
         let last = self.layers.len() - 1;
         for (i, layer) in self.layers.iter().enumerate() {
@@ -73,7 +122,7 @@ pub struct LeNet5<B: Backend> {
 }
 
 impl<B: Backend> Classifier<B> for LeNet5<B> {
-    fn forward_observed(&self, images: Tensor<B, 4>, obs: LayerObserver<'_>) -> Tensor<B, 2> {
+    fn forward_observed(&self, images: Tensor<B, 4>, obs: LayerObserver<'_, B>) -> Tensor<B, 2> {
         let x = self.conv1.forward(images);
         observe(obs, "conv1", &x);
         let x = self.conv2.forward(self.pool.forward(x));
@@ -110,7 +159,7 @@ pub struct Cnn<B: Backend> {
 }
 
 impl<B: Backend> Classifier<B> for Cnn<B> {
-    fn forward_observed(&self, images: Tensor<B, 4>, obs: LayerObserver<'_>) -> Tensor<B, 2> {
+    fn forward_observed(&self, images: Tensor<B, 4>, obs: LayerObserver<'_, B>) -> Tensor<B, 2> {
         let mut x = images;
         for (i, b) in self.blocks.iter().enumerate() {
             x = b.conv.forward(x);
@@ -141,7 +190,7 @@ pub enum Model<B: Backend> {
 }
 
 impl<B: Backend> Classifier<B> for Model<B> {
-    fn forward_observed(&self, images: Tensor<B, 4>, obs: LayerObserver<'_>) -> Tensor<B, 2> {
+    fn forward_observed(&self, images: Tensor<B, 4>, obs: LayerObserver<'_, B>) -> Tensor<B, 2> {
         match self {
             Model::Mlp(m) => m.forward_observed(images, obs),
             Model::Lenet5(m) => m.forward_observed(images, obs),

@@ -1,7 +1,9 @@
-//! Training: settings, the loop and its hooks.
+//! The training loop, its settings and the model copies training needs.
 
 pub mod config;
+pub mod copy;
 pub mod run;
 
 pub use config::{OptimizerKind, ScheduleKind, TrainConfig};
+pub use copy::{deep_copy, trainable};
 pub use run::{DefaultHooks, EpochStats, TrainData, TrainHooks, TrainReport, seed_backend, train};

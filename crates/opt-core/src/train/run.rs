@@ -62,6 +62,16 @@ pub struct TrainReport {
 /// Extension points of the loop. Every method has a default, so `DefaultHooks` is plain
 /// cross-entropy training.
 pub trait TrainHooks<B: AutodiffBackend, M> {
+    /// The logits of one training batch; the default is `model.forward(images)`. A hook that
+    /// needs intermediate outputs of the same pass (distillation hints) runs
+    /// `forward_observed` here and keeps what it needs for [`TrainHooks::loss`].
+    fn forward(&mut self, model: &M, batch: &Batch<B>) -> Tensor<B, 2>
+    where
+        M: Classifier<B>,
+    {
+        model.forward(batch.images.clone())
+    }
+
     /// The loss to minimize for one batch; the default is cross-entropy on the labels.
     fn loss(&mut self, _model: &M, batch: &Batch<B>, logits: Tensor<B, 2>) -> Tensor<B, 1> {
         CrossEntropyLossConfig::new()
@@ -196,7 +206,7 @@ where
         {
             let size = batch.targets.dims()[0];
             lr = cfg.lr_at(step, total_steps, steps_per_epoch);
-            let logits = model.forward(batch.images.clone());
+            let logits = hooks.forward(&model, &batch);
             let correct = logits
                 .clone()
                 .inner()

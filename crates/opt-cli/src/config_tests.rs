@@ -1,0 +1,117 @@
+//! Tests of the pipeline file: parsing, validation and the shipped recipes.
+
+use super::*;
+
+const MIN: &str = "version = 1\n[model]\narch = \"cnn\"\n[[stages]]\nkind = \"baseline\"\n";
+
+#[test]
+fn minimal_file_gets_defaults() {
+    let f = parse(MIN).unwrap();
+    assert_eq!(
+        f.model,
+        opt_arch::ArchChoice::Explicit(opt_arch::ZooArch::Core(opt_core::model::Arch::Cnn {
+            blocks: vec![16, 32, 64],
+            fc: 128
+        }))
+    );
+    assert_eq!(f.train, TrainConfig::default());
+    assert_eq!(f.data.classes, 10);
+}
+
+#[test]
+fn unknown_keys_name_their_path() {
+    let e = parse(&format!("{MIN}[train]\nepoch = 3\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("train.epoch") && e.contains("unknown field"),
+        "{e}"
+    );
+    let e = parse(
+        "version = 1\n[model]\narch = \"lenet5\"\nconv3 = 4\n[[stages]]\nkind = \"baseline\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("conv3"), "{e}");
+    let e = parse(&format!("{MIN}[train]\nepochs = \"three\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("train.epochs") && e.contains("line 7"), "{e}");
+    let e = parse(&MIN.replace("baseline", "bogus"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("stages") && e.contains("baseline"), "{e}");
+}
+
+#[test]
+fn validation_rejects_ranges_with_keys() {
+    for (extra, expect) in [
+        ("[train]\nepochs = 0\n", "train.epochs = 0"),
+        (
+            "[train]\nlearning_rate = -0.1\n",
+            "train.learning_rate = -0.1",
+        ),
+        ("[train]\nbatch_size = 0\n", "train.batch_size = 0"),
+        (
+            "[data]\nvalidation_split = 1.0\n",
+            "data.validation_split = 1",
+        ),
+        ("[data]\nsource = \"dir\"\n", "needs data.path"),
+    ] {
+        let f = parse(&format!("{MIN}{extra}")).unwrap();
+        let e = format!(
+            "{:#}",
+            validate(Path::new("c.toml"), f, Overrides::default()).unwrap_err()
+        );
+        assert!(e.contains(expect), "{e}");
+    }
+}
+
+#[test]
+fn data_dir_override_wins_and_relative_paths_follow_the_config() {
+    let f = parse(&format!(
+        "{MIN}[data]\nsource = \"dir\"\npath = \"../data\"\n"
+    ))
+    .unwrap();
+    let p = validate(Path::new("configs/x.toml"), f.clone(), Overrides::default()).unwrap();
+    assert_eq!(
+        p.source,
+        DataSource::Dir {
+            path: PathBuf::from("configs/../data")
+        }
+    );
+    let ov = Overrides {
+        data_dir: Some("/d".into()),
+        ..Default::default()
+    };
+    let p = validate(Path::new("configs/x.toml"), f, ov).unwrap();
+    assert_eq!(
+        p.source,
+        DataSource::Dir {
+            path: PathBuf::from("/d")
+        }
+    );
+}
+
+/// Every shipped recipe parses and validates, and each stage's model resolves to a valid
+/// spec for 28x28 grayscale images.
+#[test]
+fn shipped_configs_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let p = load(&path, Overrides::default()).unwrap();
+        let input = InputShape {
+            channels: 1,
+            height: 28,
+            width: 28,
+        };
+        p.stage_specs(input).unwrap();
+        seen += 1;
+    }
+    assert!(seen >= 4, "{seen} configs");
+}
