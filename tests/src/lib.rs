@@ -88,6 +88,22 @@ pub fn reload(dir: PathBuf) -> EvalOutput {
     .expect("the saved model reloads and evaluates")
 }
 
+/// Reads a JSON file written by a run.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).expect("read JSON file")).expect("valid JSON")
+}
+
+/// Runs `optkit pipeline` on a config file holding `cfg_text`.
+pub fn pipeline(cfg_text: String) -> Outcome {
+    let cfg_dir = TempDir::new("cfg");
+    let cfg = cfg_dir.write("pipeline.toml", cfg_text);
+    optkit(&[
+        "pipeline",
+        "--config",
+        cfg.to_str().expect("UTF-8 temp path"),
+    ])
+}
+
 /// A pipeline file small enough to train in seconds on the embedded data.
 pub fn tiny_config(out: &Path, extra: &str) -> String {
     format!(

@@ -2,7 +2,7 @@
 //! baseline teacher; recovery of a structured-pruned model with a FitNets hint), `optkit
 //! distill` on saved folders, and bad settings refused with the key named before training.
 
-use optkit_tests::{TempDir, optkit, reload, tiny_config};
+use optkit_tests::{TempDir, optkit, pipeline, read_json, reload, tiny_config};
 use serde_json::Value;
 
 const STAGES: &str = r#"
@@ -39,16 +39,6 @@ epochs = 1
 hints = [{ student = "blocks.1.conv", teacher = "blocks.1.conv" }]
 hint_weight = 0.5
 "#;
-
-fn read_json(path: &std::path::Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
-fn pipeline(cfg_text: String) -> optkit_tests::Outcome {
-    let cfg_dir = TempDir::new("cfg");
-    let cfg = cfg_dir.write("d.toml", cfg_text);
-    optkit(&["pipeline", "--config", cfg.to_str().unwrap()])
-}
 
 #[test]
 fn pipeline_distills_a_fresh_student_and_recovers_a_pruned_model() {

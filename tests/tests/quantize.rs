@@ -3,7 +3,7 @@
 //! shrink; `optkit quantize` on a saved model; bad settings and damaged files are input errors
 //! that name the key or file.
 
-use optkit_tests::{TempDir, optkit, reload, tiny_config};
+use optkit_tests::{TempDir, optkit, pipeline, read_json, reload, tiny_config};
 use serde_json::Value;
 
 const STAGES: &str = r#"
@@ -38,16 +38,6 @@ from = "baseline"
 granularity = "per_tensor"
 tolerance = 0.0
 "#;
-
-fn read_json(path: &std::path::Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
-fn pipeline(cfg_text: String) -> optkit_tests::Outcome {
-    let cfg_dir = TempDir::new("cfg");
-    let cfg = cfg_dir.write("q.toml", cfg_text);
-    optkit(&["pipeline", "--config", cfg.to_str().unwrap()])
-}
 
 #[test]
 fn pipeline_stages_report_method_bits_and_real_sizes() {

@@ -391,13 +391,34 @@ mod tests {
         width: 28,
     };
 
-    fn data() -> (ImageDataset, ImageDataset, Batcher) {
-        let all = DataSource::Embedded.load(10).unwrap().train.take(500);
-        let (t, v) = all.split(0.2, 1).unwrap();
-        let batcher = Batcher {
-            norm: Normalization::of(&t),
-        };
-        (t, v, batcher)
+    /// 400 training and 100 validation images of the embedded data.
+    struct Fixture {
+        train: ImageDataset,
+        valid: ImageDataset,
+        batcher: Batcher,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let all = DataSource::Embedded.load(10).unwrap().train.take(500);
+            let (train, valid) = all.split(0.2, 1).unwrap();
+            let batcher = Batcher {
+                norm: Normalization::of(&train),
+            };
+            Self {
+                train,
+                valid,
+                batcher,
+            }
+        }
+
+        fn data(&self) -> TrainData<'_> {
+            TrainData {
+                train: &self.train,
+                valid: &self.valid,
+                batcher: self.batcher,
+            }
+        }
     }
 
     fn spec(arch: Arch, classes: usize) -> ModelSpec {
@@ -434,12 +455,8 @@ mod tests {
     #[test]
     fn distillation_trains_the_student_with_hints_and_leaves_the_teacher_alone() {
         let _g = rng_lock();
-        let (t, v, batcher) = data();
-        let d = TrainData {
-            train: &t,
-            valid: &v,
-            batcher,
-        };
+        let f = Fixture::new();
+        let (d, batcher, v) = (f.data(), f.batcher, &f.valid);
         let teacher_model = teacher(d);
         let student = spec(
             Arch::Cnn {
@@ -450,7 +467,7 @@ mod tests {
         )
         .init::<TestBackend>(&device());
         let probe = |m: &Model<TestBackend>| -> Vec<f32> {
-            let b = batcher.batch::<TestBackend>(&v, &[0, 1, 2], &device());
+            let b = batcher.batch::<TestBackend>(v, &[0, 1, 2], &device());
             m.forward(b.images).into_data().to_vec().unwrap()
         };
         let teacher_before = probe(&teacher_model);
@@ -498,12 +515,8 @@ mod tests {
     #[test]
     fn cached_and_live_teacher_logits_give_the_same_run() {
         let _g = rng_lock();
-        let (t, v, batcher) = data();
-        let d = TrainData {
-            train: &t,
-            valid: &v,
-            batcher,
-        };
+        let f = Fixture::new();
+        let (d, batcher) = (f.data(), f.batcher);
         let teacher_model = teacher(d);
         let student = spec(Arch::Mlp { hidden: vec![32] }, 10).init::<TestBackend>(&device());
         let run = |cache_teacher: bool| {
@@ -533,12 +546,8 @@ mod tests {
     #[test]
     fn mismatched_pairs_are_refused_before_training() {
         let _g = rng_lock();
-        let (t, v, batcher) = data();
-        let d = TrainData {
-            train: &t,
-            valid: &v,
-            batcher,
-        };
+        let f = Fixture::new();
+        let (d, batcher) = (f.data(), f.batcher);
         let lenet = ModelSpec::preset("lenet5", INPUT, 10)
             .unwrap()
             .init::<TestBackend>(&device());
