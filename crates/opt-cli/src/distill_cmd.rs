@@ -93,17 +93,10 @@ impl BackendTask for DistillSaved {
         device_name: String,
     ) -> Result<DistillOutput> {
         let s = &self.settings;
-        if self.out.exists() && !self.out.is_dir() {
-            bail!(
-                "--out {} is an existing file; choose a folder",
-                self.out.display()
-            );
-        }
-        for (flag, src) in [("--student", &self.student), ("--teacher", &self.teacher)] {
-            if self.out.exists() && self.out.canonicalize().ok() == src.canonicalize().ok() {
-                bail!("--out is the {flag} folder; choose another folder so it is kept");
-            }
-        }
+        crate::evaluate::check_out_folder(
+            &self.out,
+            &[("--student", &self.student), ("--teacher", &self.teacher)],
+        )?;
         let (meta, student, saved) =
             load_model::<B::InnerBackend, ZooArch>(&self.student, &device).context("--student")?;
         if meta.weights != WeightsFormat::Dense.file_name() {

@@ -47,6 +47,24 @@ impl BackendTask for EvalModel {
     }
 }
 
+/// Checks the `--out` folder of a command that writes a model: an existing file is refused,
+/// and so is any of the `sources` (`(what, folder)`, for example `("source model", model)`), so
+/// a source folder is never overwritten.
+pub fn check_out_folder(out: &Path, sources: &[(&str, &Path)]) -> Result<()> {
+    if out.exists() && !out.is_dir() {
+        anyhow::bail!(
+            "--out {} is an existing file; choose a folder",
+            out.display()
+        );
+    }
+    for (what, src) in sources {
+        if out.exists() && out.canonicalize().ok() == src.canonicalize().ok() {
+            anyhow::bail!("--out is the {what} folder; choose another folder so it is kept");
+        }
+    }
+    Ok(())
+}
+
 /// The data a saved model is evaluated on: the IDX files in `data_dir` when given, else the
 /// data (and test limit) the model was measured on, else the embedded subset.
 pub fn model_data<A>(meta: &ModelMeta<A>, data_dir: Option<&Path>) -> Result<Splits> {

@@ -31,15 +31,25 @@ pub fn prepare_out_dir(out: &Path) -> Result<()> {
         .with_context(|| format!("cannot create output directory {}", out.display()))
 }
 
+/// A distill stage's teacher once checked: an earlier stage's model, or a model read from a
+/// saved folder with its normalization (read once, by the check).
+enum StageTeacher<B: burn::tensor::backend::Backend> {
+    Stage(usize),
+    Saved(Normalization, Box<ZooModel<B>>),
+}
+
 /// Checks every distill stage's student/teacher pair (classes, hint layers and their spatial
-/// sizes) on freshly built modules of the stages' architectures, before any training.
+/// sizes) on freshly built modules of the stages' architectures, before any training. Returns
+/// each distill stage's teacher, by stage index, for the run to use.
 fn check_distill_stages<B: AutodiffBackend>(
     p: &Pipeline,
     specs: &[ModelSpec<ZooArch>],
     input: InputShape,
     device: &B::Device,
-) -> Result<()> {
+) -> Result<Vec<Option<StageTeacher<B::InnerBackend>>>> {
     let dims = [input.channels, input.height, input.width];
+    let mut teachers = Vec::new();
+    teachers.resize_with(p.file.stages.len(), || None);
     for (i, stage) in p.file.stages.iter().enumerate() {
         let StageSection::Distill {
             distill, student, ..
@@ -72,17 +82,21 @@ fn check_distill_stages<B: AutodiffBackend>(
         let checked = match p.teacher_of(i)? {
             TeacherSource::Stage(j) => {
                 let teacher = specs[j].init::<B::InnerBackend>(device);
+                teachers[i] = Some(StageTeacher::Stage(j));
                 opt_distill::check_pair(&student, &teacher, dims, distill, &key, device)
             }
             TeacherSource::Saved(dir) => {
-                let (_, teacher, _) = load_model::<B::InnerBackend, ZooArch>(&dir, device)
+                let (meta, teacher, _) = load_model::<B::InnerBackend, ZooArch>(&dir, device)
                     .with_context(|| format!("stages[{i}].teacher_model {}", dir.display()))?;
-                opt_distill::check_pair(&student, &teacher, dims, distill, &key, device)
+                let checked =
+                    opt_distill::check_pair(&student, &teacher, dims, distill, &key, device);
+                teachers[i] = Some(StageTeacher::Saved(meta.normalization, Box::new(teacher)));
+                checked
             }
         };
         checked.with_context(|| format!("stages[{i}] ({})", stage_name(stage)))?;
     }
-    Ok(())
+    Ok(teachers)
 }
 
 /// The pipeline as a backend task.
@@ -120,7 +134,7 @@ impl BackendTask for RunPipeline {
         };
         // Every stage's spec is checked before any training starts.
         let specs = p.stage_specs(input)?;
-        check_distill_stages::<B>(&p, &specs, input, &device)?;
+        let teachers = check_distill_stages::<B>(&p, &specs, input, &device)?;
         tracing::info!(
             train = train_ds.len(),
             valid = valid_ds.len(),
@@ -260,16 +274,10 @@ impl BackendTask for RunPipeline {
                         ..
                     } => {
                         let src = p.source_of(i)?;
-                        let loaded;
-                        let (teacher_model, teacher_norm) = match p.teacher_of(i)? {
-                            TeacherSource::Stage(j) => (&models[j].1, batcher.norm),
-                            TeacherSource::Saved(dir) => {
-                                loaded = load_model::<B::InnerBackend, ZooArch>(&dir, &device)
-                                    .with_context(|| {
-                                        format!("stage {name}: teacher_model {}", dir.display())
-                                    })?;
-                                (&loaded.1, loaded.0.normalization)
-                            }
+                        let (teacher_model, teacher_norm) = match &teachers[i] {
+                            Some(StageTeacher::Saved(norm, model)) => (&**model, *norm),
+                            Some(StageTeacher::Stage(j)) => (&models[*j].1, batcher.norm),
+                            None => bail!("stage {name}: its teacher was not checked"),
                         };
                         seed_backend::<B>(&device, f.train.seed);
                         let (student_spec, student_model) = if student.is_some() {

@@ -90,15 +90,7 @@ impl BackendTask for PruneSaved {
         device_name: String,
     ) -> Result<PruneOutput> {
         let settings = load_settings(&self.config)?;
-        if self.out.exists() && !self.out.is_dir() {
-            bail!(
-                "--out {} is an existing file; choose a folder",
-                self.out.display()
-            );
-        }
-        if self.out.canonicalize().ok() == self.model.canonicalize().ok() && self.out.exists() {
-            bail!("--out is the source model folder; choose another folder so the source is kept");
-        }
+        crate::evaluate::check_out_folder(&self.out, &[("source model", &self.model)])?;
         let (meta, model, saved) = load_model::<B::InnerBackend, ZooArch>(&self.model, &device)?;
         opt_prune::check_config(&meta.spec, &settings.prune, "prune")?;
         let splits = crate::evaluate::model_data(&meta, self.data_dir.as_deref())?;

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use burn::tensor::backend::AutodiffBackend;
 use opt_arch::ZooArch;
 use opt_core::artifact::load_model;
@@ -65,12 +65,7 @@ impl BackendTask for QuantizeSaved {
         backend: BackendKind,
         device_name: String,
     ) -> Result<QuantizeOutput> {
-        if self.out.exists() && !self.out.is_dir() {
-            bail!(
-                "--out {} is an existing file; choose a folder",
-                self.out.display()
-            );
-        }
+        crate::evaluate::check_out_folder(&self.out, &[])?;
         let (meta, model, saved) = load_model::<B::InnerBackend, ZooArch>(&self.model, &device)?;
         let splits = crate::evaluate::model_data(&meta, self.data_dir.as_deref())?;
         let batcher = Batcher {

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::DistillConfig;
 use crate::error::{DistillError, Result};
-use crate::hint::{Adapters, HintPair, LayerTable, plan_hints};
+use crate::hint::{Adapters, HintPair, LayerTable, forward_capturing, plan_hints};
 use crate::loss::distillation_loss;
 use crate::teacher::Teacher;
 
@@ -188,7 +188,6 @@ where
     )
     .entered();
 
-    let inner_device = device.clone();
     let mut teach = Teacher::<B::InnerBackend, T>::new::<B>(
         teacher.model,
         teacher.normalization,
@@ -196,19 +195,12 @@ where
     );
     let needs_teacher = cfg.needs_teacher();
     let teacher_val_accuracy = needs_teacher.then(|| {
-        evaluate_accuracy(
-            teach.model(),
-            data.valid,
-            &teach.batcher(),
-            256,
-            &inner_device,
-        )
-        .accuracy
+        evaluate_accuracy(teach.model(), data.valid, &teach.batcher(), 256, device).accuracy
     });
     let cache = needs_teacher && cfg.cache_teacher && pairs.is_empty();
     let start = Instant::now();
     if cache {
-        teach.cache_logits(data.train, &inner_device);
+        teach.cache_logits(data.train, device);
     }
     let teacher_cache_seconds = start.elapsed().as_secs_f64();
     if let Some(a) = teacher_val_accuracy {
@@ -223,7 +215,6 @@ where
         teacher: &teach,
         cfg,
         pairs: &pairs,
-        needs_teacher,
         features: Vec::new(),
         sums: None,
         seen: 0,
@@ -257,7 +248,6 @@ struct DistillHook<'a, B: AutodiffBackend, T> {
     teacher: &'a Teacher<B::InnerBackend, T>,
     cfg: &'a DistillConfig,
     pairs: &'a [HintPair],
-    needs_teacher: bool,
     /// Student hint features of the current batch.
     features: Vec<Tensor<B, 4>>,
     /// Per-epoch sums of the weighted terms times batch size.
@@ -279,21 +269,9 @@ where
         if self.pairs.is_empty() {
             return model.forward(batch.images.clone());
         }
-        let pairs = self.pairs;
-        let mut feats: Vec<Option<Tensor<B, 4>>> = vec![None; pairs.len()];
-        let logits = model
-            .student
-            .forward_observed(batch.images.clone(), &mut |name, out| {
-                for (i, p) in pairs.iter().enumerate() {
-                    if p.student == name {
-                        feats[i] = Some(out.to_map());
-                    }
-                }
-            });
-        self.features = feats
-            .into_iter()
-            .map(|f| f.expect("hint layers were checked against a probe of this student"))
-            .collect();
+        let layers: Vec<&str> = self.pairs.iter().map(|p| p.student.as_str()).collect();
+        let (logits, features) = forward_capturing(&model.student, batch.images.clone(), &layers);
+        self.features = features;
         logits
     }
 
@@ -305,7 +283,7 @@ where
     ) -> Tensor<B, 1> {
         let device = logits.device();
         let n = batch.indices.len() as f64;
-        let (teacher_logits, teacher_feats) = if !self.needs_teacher {
+        let (teacher_logits, teacher_feats) = if !self.cfg.needs_teacher() {
             (logits.clone().detach(), Vec::new())
         } else if !self.pairs.is_empty() {
             let (l, f) = self
@@ -357,19 +335,20 @@ where
         let seen = self.seen.max(1) as f64;
         let read = |t: &Tensor<B::InnerBackend, 1>| t.clone().into_scalar().elem::<f64>() / seen;
         if let Some([soft, hard, hint]) = self.sums.take() {
-            self.terms.push(EpochTerms {
+            let terms = EpochTerms {
                 epoch: stats.epoch,
                 soft: read(&soft),
                 hard: read(&hard),
                 hint: read(&hint),
-            });
+            };
             tracing::info!(
                 epoch = stats.epoch,
-                soft = format!("{:.4}", self.terms.last().map_or(0.0, |t| t.soft)),
-                hard = format!("{:.4}", self.terms.last().map_or(0.0, |t| t.hard)),
-                hint = format!("{:.4}", self.terms.last().map_or(0.0, |t| t.hint)),
+                soft = format!("{:.4}", terms.soft),
+                hard = format!("{:.4}", terms.hard),
+                hint = format!("{:.4}", terms.hint),
                 "distillation terms"
             );
+            self.terms.push(terms);
         }
         self.seen = 0;
         ControlFlow::Continue(())

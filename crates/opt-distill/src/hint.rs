@@ -63,6 +63,32 @@ impl LayerTable {
     }
 }
 
+/// One forward pass of `model` that also returns the outputs of `layers`, in their order, as
+/// feature maps (a linear output `[n, f]` as `[n, f, 1, 1]`). The names must be layers of the
+/// model ([`plan_hints`] checks them against a probe).
+pub fn forward_capturing<B: Backend, M: Classifier<B>>(
+    model: &M,
+    images: Tensor<B, 4>,
+    layers: &[&str],
+) -> (Tensor<B, 2>, Vec<Tensor<B, 4>>) {
+    let mut feats: Vec<Option<Tensor<B, 4>>> = vec![None; layers.len()];
+    let logits = model.forward_observed(images, &mut |name, out| {
+        for (i, l) in layers.iter().enumerate() {
+            if *l == name {
+                feats[i] = Some(out.to_map());
+            }
+        }
+    });
+    let feats = feats
+        .into_iter()
+        .zip(layers)
+        .map(|(f, l)| {
+            f.unwrap_or_else(|| panic!("{l} is not a layer of this model; plan_hints checks names"))
+        })
+        .collect();
+    (logits, feats)
+}
+
 /// One planned hint: the two layers, their shapes and the pooling that makes them meet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HintPair {

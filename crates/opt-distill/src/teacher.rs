@@ -9,7 +9,7 @@ use opt_core::data::{Batcher, ImageDataset, Normalization};
 use opt_core::model::Classifier;
 use opt_core::train::deep_copy;
 
-use crate::hint::HintPair;
+use crate::hint::{HintPair, forward_capturing};
 
 /// A teacher on the inner backend `B`.
 pub struct Teacher<B: Backend, T> {
@@ -72,21 +72,8 @@ impl<B: Backend, T: Module<B> + Classifier<B>> Teacher<B, T> {
         images: Tensor<B, 4>,
         pairs: &[HintPair],
     ) -> (Tensor<B, 2>, Vec<Tensor<B, 4>>) {
-        let mut feats: Vec<Option<Tensor<B, 4>>> = vec![None; pairs.len()];
-        let logits = self
-            .model
-            .forward_observed(self.input(images), &mut |name, out| {
-                for (i, p) in pairs.iter().enumerate() {
-                    if p.teacher == name {
-                        feats[i] = Some(out.to_map());
-                    }
-                }
-            });
-        let feats = feats
-            .into_iter()
-            .map(|f| f.expect("hint layers were checked against a probe of this teacher"))
-            .collect();
-        (logits, feats)
+        let layers: Vec<&str> = pairs.iter().map(|p| p.teacher.as_str()).collect();
+        forward_capturing(&self.model, self.input(images), &layers)
     }
 
     /// Computes the logits of every item of `ds` once (batches of 256, in dataset order), so
