@@ -9,6 +9,8 @@
 //!   backend, with ratios.
 //! - `cargo xtask bench gemm [optkit bench-gemm flags]`: the int8 GEMM against the float
 //!   product of the same shapes, with ratios.
+//! - `cargo xtask bench samplers [optkit bench-samplers flags]`: opt-tune's samplers on test
+//!   functions over many seeds (`--optuna`: against Optuna's TPE), with ratios.
 //! - `cargo xtask deps`: checks the dependency directions of ARCHITECTURE.md.
 //! - `cargo xtask ci`: fmt, clippy, dependency check, tests (what `.ci/run` calls).
 
@@ -28,6 +30,7 @@ fn main() -> ExitCode {
         "quantize" => optkit("quantize", rest),
         "bench" => match rest.first().map(String::as_str) {
             Some("gemm") => optkit("bench-gemm", &rest[1..]),
+            Some("samplers") => optkit("bench-samplers", &rest[1..]),
             Some("train") => optkit("bench", &rest[1..]),
             _ => optkit("bench", rest),
         },
@@ -114,6 +117,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("opt-prune", &["opt-core"]),
     ("opt-quant", &["opt-core"]),
     ("opt-distill", &["opt-core"]),
+    ("opt-tune", &["opt-core"]),
     (
         "opt-cli",
         &[
@@ -122,6 +126,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "opt-prune",
             "opt-quant",
             "opt-distill",
+            "opt-tune",
         ],
     ),
     ("xtask", &[]),

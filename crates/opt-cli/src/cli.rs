@@ -120,6 +120,10 @@ pub enum Command {
         #[arg(long, default_value_t = 300)]
         ms: u64,
     },
+    /// Run the samplers of opt-tune on standard test functions (Branin, Hartmann-6, a noisy
+    /// quadratic) over many seeds and print how fast each reaches random search's best of 100;
+    /// with --optuna, also Optuna's TPE on the same functions and budgets, and the ratios.
+    BenchSamplers(crate::sampler_bench::SamplerBenchArgs),
     /// Print an architecture's parameters and MACs as JSON (no weights are built).
     Inspect(crate::inspect::InspectRequest),
     /// Time training steps and forward passes of a model on each compiled backend and print the

@@ -21,6 +21,7 @@ pub mod pipeline;
 pub mod prune_cmd;
 pub mod quant_stage;
 pub mod quantize_cmd;
+pub mod sampler_bench;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -284,6 +285,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string(&results)?);
             Ok(())
         }
+        Command::BenchSamplers(args) => sampler_bench::run(&args),
         Command::Inspect(req) => {
             let report = inspect::inspect(&req)?;
             println!("{}", serde_json::to_string_pretty(&report)?);

@@ -1,0 +1,146 @@
+//! The storage operations every backend shares, written once over [`Storage::transact`].
+
+use super::{Storage, Stored};
+use crate::error::{Result, TuneError};
+use crate::space::Params;
+use crate::trial::{Trial, TrialState, now_s};
+
+/// Who asks and how long a silent worker is trusted.
+#[derive(Debug, Clone)]
+pub struct AskOptions<'a> {
+    /// The asking worker's id (unique per process and thread).
+    pub worker: &'a str,
+    /// A running trial whose heartbeat is older than this is failed and re-queued.
+    pub stale_after_s: f64,
+    /// Stop handing out new trials once the study holds this many (re-runs not counted).
+    pub max_trials: Option<u64>,
+}
+
+/// The number of trials that count against a budget: re-queued failures are replaced by
+/// their re-run, so they do not count twice.
+pub fn counted(trials: &[Trial]) -> u64 {
+    trials
+        .iter()
+        .filter(|t| !trials.iter().any(|o| o.retry_of == Some(t.number)))
+        .count() as u64
+}
+
+/// Takes the next trial for `opts.worker` (see the module documentation of [`super`]);
+/// `propose(history, number)` is the sampler. `None`: the budget is spent or the sampler has
+/// nothing left.
+pub fn ask(
+    storage: &mut dyn Storage,
+    study: &str,
+    opts: &AskOptions<'_>,
+    propose: &mut dyn FnMut(&[Trial], u64) -> Option<Params>,
+) -> Result<Option<Trial>> {
+    let mut taken = None;
+    storage.transact(study, &mut |stored| {
+        let now = now_s();
+        let mut writes = Vec::new();
+        let mut trials: Vec<Trial> = stored.iter().map(|s| s.trial.clone()).collect();
+        let mut next = trials.iter().map(|t| t.number + 1).max().unwrap_or(0);
+        for s in stored {
+            let t = &s.trial;
+            if t.state == TrialState::Running && now - s.heartbeat > opts.stale_after_s {
+                let mut dead = t.clone();
+                dead.state = TrialState::Failed;
+                dead.finished = Some(now);
+                dead.message = Some(format!(
+                    "worker {} stopped sending heartbeats ({:.0} s without one); re-queued as trial {next}",
+                    t.worker.as_deref().unwrap_or("?"),
+                    now - s.heartbeat
+                ));
+                tracing::warn!(trial = t.number, "{}", dead.message.as_deref().unwrap_or_default());
+                let mut again = Trial::new(next, TrialState::Waiting, t.params.clone());
+                again.retry_of = Some(t.number);
+                next += 1;
+                let at = trials.iter().position(|x| x.number == t.number).expect("listed");
+                trials[at] = dead.clone();
+                trials.push(again.clone());
+                writes.push(Stored { trial: dead, heartbeat: s.heartbeat });
+                writes.push(Stored { trial: again, heartbeat: 0.0 });
+            }
+        }
+        let waiting = trials.iter().filter(|t| t.state == TrialState::Waiting).min_by_key(|t| t.number).cloned();
+        let claim = match waiting {
+            Some(t) => Some(t),
+            None if opts.max_trials.is_some_and(|m| counted(&trials) >= m) => None,
+            None => propose(&trials, next).map(|p| Trial::new(next, TrialState::Waiting, p)),
+        };
+        if let Some(mut t) = claim {
+            t.state = TrialState::Running;
+            t.worker = Some(opts.worker.to_string());
+            t.started = Some(now);
+            writes.retain(|w| w.trial.number != t.number);
+            writes.push(Stored { trial: t.clone(), heartbeat: now });
+            taken = Some(t);
+        }
+        Ok(writes)
+    })?;
+    Ok(taken)
+}
+
+/// Writes `trial` (intermediate values or its end) if `worker` still holds it; refreshes the
+/// heartbeat.
+pub fn save_held(
+    storage: &mut dyn Storage,
+    study: &str,
+    trial: &Trial,
+    worker: &str,
+) -> Result<()> {
+    let mut update = |stored: &[Stored]| {
+        let current = stored.iter().find(|s| s.trial.number == trial.number);
+        match current {
+            Some(s)
+                if s.trial.state == TrialState::Running
+                    && s.trial.worker.as_deref() == Some(worker) =>
+            {
+                Ok(vec![Stored {
+                    trial: trial.clone(),
+                    heartbeat: now_s(),
+                }])
+            }
+            other => Err(TuneError::LostTrial {
+                study: study.into(),
+                number: trial.number,
+                state: other.map_or("missing".into(), |s| s.trial.state.to_string()),
+            }),
+        }
+    };
+    storage.transact(study, &mut update)
+}
+
+/// Refreshes the heartbeat of a trial `worker` holds.
+pub fn heartbeat(storage: &mut dyn Storage, study: &str, number: u64, worker: &str) -> Result<()> {
+    let mut beat = |stored: &[Stored]| match stored.iter().find(|s| s.trial.number == number) {
+        Some(s)
+            if s.trial.state == TrialState::Running
+                && s.trial.worker.as_deref() == Some(worker) =>
+        {
+            Ok(vec![Stored {
+                trial: s.trial.clone(),
+                heartbeat: now_s(),
+            }])
+        }
+        other => Err(TuneError::LostTrial {
+            study: study.into(),
+            number,
+            state: other.map_or("missing".into(), |s| s.trial.state.to_string()),
+        }),
+    };
+    storage.transact(study, &mut beat)
+}
+
+/// Queues `params` as a waiting trial (run before any new proposal); returns its number.
+pub fn enqueue(storage: &mut dyn Storage, study: &str, params: Params) -> Result<u64> {
+    let mut number = 0;
+    storage.transact(study, &mut |stored| {
+        number = stored.iter().map(|s| s.trial.number + 1).max().unwrap_or(0);
+        Ok(vec![Stored {
+            trial: Trial::new(number, TrialState::Waiting, params.clone()),
+            heartbeat: 0.0,
+        }])
+    })?;
+    Ok(number)
+}

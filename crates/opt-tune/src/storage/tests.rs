@@ -1,0 +1,211 @@
+//! Storage semantics shared by every backend: definitions, re-queueing, concurrent workers.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use super::ops::{self, AskOptions};
+use super::*;
+use crate::objective::{Direction, Objective};
+use crate::space::{ParamValue, SearchSpace};
+use crate::trial::TrialState;
+
+fn def(space: &str) -> StudyDef {
+    StudyDef {
+        space: SearchSpace::from_toml(space, "space").unwrap(),
+        objectives: vec![Objective {
+            metric: "y".into(),
+            direction: Direction::Minimize,
+        }],
+        constraints: vec![],
+        watch: 0,
+    }
+}
+
+/// A fresh SQLite file for one test.
+pub(crate) fn sqlite_url(test: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("opt-tune-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    format!("sqlite://{}", dir.join("study.db").display())
+}
+
+fn backends(test: &str) -> Vec<Box<dyn Storage>> {
+    vec![open("memory").unwrap(), open(&sqlite_url(test)).unwrap()]
+}
+
+#[test]
+fn a_study_keeps_its_definition_and_refuses_another() {
+    for mut s in backends("definition") {
+        let d = def("x = { float = [0.0, 1.0] }");
+        s.open_study("a", &d).unwrap();
+        s.open_study("a", &d).unwrap();
+        assert_eq!(s.study_def("a").unwrap(), Some(d.clone()));
+        let other = def("x = { float = [0.0, 2.0] }");
+        let msg = s.open_study("a", &other).unwrap_err().to_string();
+        assert!(
+            msg.contains("study 'a' already exists") && msg.contains("another search space"),
+            "{msg}"
+        );
+        let mut objectives = d.clone();
+        objectives.objectives[0].direction = Direction::Maximize;
+        assert!(
+            s.open_study("a", &objectives)
+                .unwrap_err()
+                .to_string()
+                .contains("other objectives")
+        );
+        s.open_study("b", &other).unwrap();
+        assert_eq!(s.studies().unwrap(), vec!["a".to_string(), "b".to_string()]);
+    }
+}
+
+#[test]
+fn bad_urls_say_what_to_write() {
+    let msg = open("mysql://db").err().unwrap().to_string();
+    assert!(
+        msg.contains("unknown storage scheme 'mysql'") && msg.contains("sqlite://"),
+        "{msg}"
+    );
+    let msg = open("sqlite:///no/such/folder/x.db")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("folder /no/such/folder does not exist"),
+        "{msg}"
+    );
+    let msg = open("sqlite://").err().unwrap().to_string();
+    assert!(msg.contains("no file given"), "{msg}");
+    // A file that is not a database.
+    let url = sqlite_url("not-a-db");
+    std::fs::write(
+        url.trim_start_matches("sqlite://"),
+        b"hello, this is not sqlite at all....",
+    )
+    .unwrap();
+    let msg = open(&url).err().unwrap().to_string();
+    assert!(msg.contains("SQLite database"), "{msg}");
+}
+
+#[test]
+fn a_silent_worker_loses_its_trial_to_a_requeue() {
+    for mut s in backends("requeue") {
+        s.open_study("a", &def("x = { int = [0, 100] }")).unwrap();
+        let mut propose = |_: &[crate::trial::Trial], n: u64| {
+            Some(BTreeMap::from([(
+                "x".to_string(),
+                ParamValue::Int(n as i64),
+            )]))
+        };
+        let a = AskOptions {
+            worker: "a",
+            stale_after_s: 0.05,
+            max_trials: Some(10),
+        };
+        let first = ops::ask(s.as_mut(), "a", &a, &mut propose)
+            .unwrap()
+            .unwrap();
+        assert_eq!((first.number, first.state), (0, TrialState::Running));
+        std::thread::sleep(std::time::Duration::from_millis(120));
+        let b = AskOptions {
+            worker: "b",
+            ..a.clone()
+        };
+        let again = ops::ask(s.as_mut(), "a", &b, &mut propose)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (again.number, again.retry_of, &again.params),
+            (1, Some(0), &first.params)
+        );
+        assert_eq!(again.worker.as_deref(), Some("b"));
+        let trials = s.trials("a").unwrap();
+        assert_eq!(trials[0].state, TrialState::Failed);
+        assert!(
+            trials[0]
+                .message
+                .as_deref()
+                .unwrap()
+                .contains("re-queued as trial 1")
+        );
+        // The first worker comes back: its trial is gone.
+        let msg = ops::save_held(s.as_mut(), "a", &first, "a")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("no longer held") && msg.contains("state failed"),
+            "{msg}"
+        );
+        // The budget counts the re-run once: 9 more new trials fit, not 10.
+        let slow = AskOptions {
+            worker: "b",
+            stale_after_s: 1e9,
+            max_trials: Some(10),
+        };
+        let mut n = 0;
+        while ops::ask(s.as_mut(), "a", &slow, &mut propose)
+            .unwrap()
+            .is_some()
+        {
+            n += 1;
+        }
+        assert_eq!(n, 9);
+        assert_eq!(ops::counted(&s.trials("a").unwrap()), 10);
+    }
+}
+
+/// Four workers (threads with their own connections) run one study: every trial is run
+/// exactly once and none is lost.
+#[test]
+fn four_workers_share_a_study_without_losing_or_repeating_trials() {
+    use crate::sampler::SamplerConfig;
+    use crate::study::{Outcome, Study, WorkerConfig};
+    for url in ["memory".to_string(), sqlite_url("workers")] {
+        let root = open(&url).unwrap();
+        let d = def("x = { float = [-5.0, 5.0] }\nk = { int = [1, 8] }");
+        let runs = Arc::new(Mutex::new(Vec::new()));
+        let handles: Vec<_> = (0..4)
+            .map(|w| {
+                let storage = root.reopen().unwrap();
+                let (d, runs) = (d.clone(), runs.clone());
+                std::thread::spawn(move || {
+                    let sampler = SamplerConfig {
+                        seed: 5,
+                        ..Default::default()
+                    }
+                    .build(&d, "sampler")
+                    .unwrap();
+                    let worker = WorkerConfig {
+                        worker: format!("w{w}"),
+                        stale_after_s: 30.0,
+                        heartbeat_s: 0.01,
+                    };
+                    let mut study =
+                        Study::open(storage, "shared", d, sampler, None, worker).unwrap();
+                    study
+                        .optimize(40, |t, _| {
+                            runs.lock().unwrap().push(t.number);
+                            std::thread::sleep(std::time::Duration::from_millis(15));
+                            let x = t.params["x"].as_f64().unwrap();
+                            Outcome::Complete(BTreeMap::from([("y".to_string(), x * x)]))
+                        })
+                        .unwrap()
+                        .len()
+                })
+            })
+            .collect();
+        let per_worker: Vec<usize> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let mut runs = runs.lock().unwrap().clone();
+        runs.sort();
+        assert_eq!(
+            runs,
+            (0..40).collect::<Vec<u64>>(),
+            "{url}: every trial once"
+        );
+        assert_eq!(per_worker.iter().sum::<usize>(), 40);
+        assert!(per_worker.iter().all(|n| *n > 0), "{url}: {per_worker:?}");
+        let trials = root.reopen().unwrap().trials("shared").unwrap();
+        assert_eq!(trials.len(), 40);
+        assert!(trials.iter().all(|t| t.state == TrialState::Complete));
+    }
+}
