@@ -124,6 +124,9 @@ pub enum Command {
     /// quadratic) over many seeds and print how fast each reaches random search's best of 100;
     /// with --optuna, also Optuna's TPE on the same functions and budgets, and the ratios.
     BenchSamplers(crate::sampler_bench::SamplerBenchArgs),
+    /// Run, join (several processes on one storage) or resume (`--resume`) the study of a
+    /// pipeline's tune stage, with a live table of trials; writes <out>/report.json.
+    Tune(crate::tune_cmd::TuneArgs),
     /// Print an architecture's parameters and MACs as JSON (no weights are built).
     Inspect(crate::inspect::InspectRequest),
     /// Time training steps and forward passes of a model on each compiled backend and print the

@@ -114,6 +114,17 @@ pub enum StageSection {
         #[serde(default)]
         distill: DistillConfig,
     },
+    /// Hyperparameter search: a study whose trials train `[model]` with `[train]` overridden by
+    /// each trial's parameters (`train.*`, `model.*` keys); the best trial (or the most accurate
+    /// one on the Pareto front) becomes the candidate.
+    Tune {
+        /// Candidate name (default `tune`); also the default study name.
+        name: Option<String>,
+        /// `[stages.tune]`: study, storage, trials, objectives, constraints, watch, sampler,
+        /// early_stopping, stale_after_s, space (see opt_tune::TuneConfig).
+        #[serde(default)]
+        tune: opt_tune::TuneConfig,
+    },
 }
 
 /// `[report]`: where results go and how carefully models are measured.
@@ -247,6 +258,18 @@ impl Pipeline {
                     spec
                 }
                 StageSection::Distill { .. } => specs[self.source_of(i)?].clone(),
+                StageSection::Tune { tune, .. } => {
+                    crate::tune_keys::check(f, tune, &format!("stages[{i}].tune"), input)
+                        .with_context(|| format!("stages[{i}] ({})", stage_name(stage)))?;
+                    // The trials' starting point; the chosen trial's spec is known after the run.
+                    let spec = ModelSpec {
+                        input,
+                        classes: f.data.classes,
+                        arch: f.model.resolve(input)?,
+                    };
+                    spec.validate()?;
+                    spec
+                }
                 StageSection::Quantize { quantize, .. } => {
                     let spec = specs[self.source_of(i)?].clone();
                     if !quantize.is_weights_only() && !matches!(spec.arch, ZooArch::Core(_)) {
@@ -271,6 +294,7 @@ impl Pipeline {
         let stages = &self.file.stages;
         match &stages[i] {
             StageSection::Baseline { .. }
+            | StageSection::Tune { .. }
             | StageSection::Distill {
                 student: Some(_), ..
             } => Ok(i),
@@ -456,6 +480,9 @@ fn validate(path: &Path, mut file: PipelineFile, ov: Overrides) -> Result<Pipeli
                     );
                 }
             }
+            StageSection::Tune { tune, .. } => {
+                tune.check(&format!("stages[{i}].tune"), file.train.epochs as u32)?;
+            }
             StageSection::Baseline { .. } => {}
         }
         let name = stage_name(s);
@@ -499,6 +526,7 @@ pub fn stage_name(s: &StageSection) -> &str {
         StageSection::Prune { name, .. } => name.as_deref().unwrap_or("prune"),
         StageSection::Quantize { name, .. } => name.as_deref().unwrap_or("quantize"),
         StageSection::Distill { name, .. } => name.as_deref().unwrap_or("distill"),
+        StageSection::Tune { name, .. } => name.as_deref().unwrap_or("tune"),
     }
 }
 

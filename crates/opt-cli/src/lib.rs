@@ -22,6 +22,9 @@ pub mod prune_cmd;
 pub mod quant_stage;
 pub mod quantize_cmd;
 pub mod sampler_bench;
+pub mod tune_cmd;
+pub mod tune_keys;
+pub mod tune_stage;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -286,6 +289,24 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::BenchSamplers(args) => sampler_bench::run(&args),
+        Command::Tune(args) => {
+            let p = tune_cmd::prepare(&args)?;
+            let kind = pick_backend(p.backend.as_deref())?;
+            pipeline::prepare_out_dir(&p.out)?;
+            let out = p.out.clone();
+            let report = dispatch(kind, pipeline::RunPipeline(p))?;
+            for c in &report.candidates {
+                for line in &c.summary {
+                    println!("{line}");
+                }
+                println!(
+                    "candidate {}: test accuracy {:.4}, latency b1 p50 {:.3} ms",
+                    c.name, c.eval.accuracy, c.eval.latency_b1_ms_p50
+                );
+            }
+            println!("report: {}", out.join("report.json").display());
+            Ok(())
+        }
         Command::Inspect(req) => {
             let report = inspect::inspect(&req)?;
             println!("{}", serde_json::to_string_pretty(&report)?);

@@ -135,6 +135,7 @@ impl BackendTask for RunPipeline {
         // Every stage's spec is checked before any training starts.
         let specs = p.stage_specs(input)?;
         let teachers = check_distill_stages::<B>(&p, &specs, input, &device)?;
+        crate::tune_stage::check_storages(&p)?;
         tracing::info!(
             train = train_ds.len(),
             valid = valid_ds.len(),
@@ -318,6 +319,37 @@ impl BackendTask for RunPipeline {
                             Some(report.train.clone()),
                             Some(serde_json::to_value(&report)?),
                             report.summary(),
+                        )
+                    }
+                    StageSection::Tune { tune, .. } => {
+                        let meta_of = |s: &ModelSpec<ZooArch>| meta(s, WeightsFormat::Dense);
+                        let inp = crate::tune_stage::TuneInput {
+                            file: f,
+                            tune,
+                            index: i,
+                            dir: &dir,
+                            data,
+                            test: &splits.test,
+                            input,
+                            meta: &meta_of,
+                            measure: f.report.measure(),
+                            platform,
+                        };
+                        let study = tune.study.clone().unwrap_or_else(|| name.clone());
+                        let out = crate::tune_stage::run_tune::<B>(&inp, &study, &p.out, &device)
+                            .with_context(|| format!("stage {name}"))?;
+                        let eval = save_and_measure(&out.spec, &out.model, WeightsFormat::Dense)?;
+                        let summary = out.report.summary();
+                        (
+                            "tune",
+                            Some(format!("{:?}", tune.sampler.kind).to_lowercase()),
+                            None,
+                            out.spec,
+                            out.model,
+                            eval,
+                            out.train,
+                            Some(serde_json::to_value(&out.report)?),
+                            summary,
                         )
                     }
                 };

@@ -40,6 +40,7 @@
 //! ```
 
 pub mod bench;
+pub mod config;
 pub mod error;
 pub mod objective;
 pub mod pareto;
@@ -50,4 +51,5 @@ pub mod storage;
 pub mod study;
 pub mod trial;
 
+pub use config::{CheckedTune, TuneConfig};
 pub use error::{Result, TuneError};

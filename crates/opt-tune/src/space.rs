@@ -30,6 +30,8 @@ pub enum ParamValue {
     Float(f64),
     /// A string choice.
     Str(String),
+    /// A list choice (for example a model's channel widths, `[16, 32, 64]`).
+    List(Vec<ParamValue>),
 }
 
 impl ParamValue {
@@ -50,6 +52,10 @@ impl std::fmt::Display for ParamValue {
             Self::Int(v) => write!(f, "{v}"),
             Self::Float(v) => write!(f, "{v:.6}"),
             Self::Str(v) => write!(f, "{v}"),
+            Self::List(v) => {
+                let items: Vec<String> = v.iter().map(ToString::to_string).collect();
+                write!(f, "[{}]", items.join(","))
+            }
         }
     }
 }
@@ -58,19 +64,23 @@ impl std::fmt::Display for ParamValue {
 pub type Params = BTreeMap<String, ParamValue>;
 
 /// One dimension as written in TOML (exactly one of `float`, `int`, `choices`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DimensionFile {
     /// `[low, high]` of a float dimension.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub float: Option<[f64; 2]>,
     /// `[low, high]` of an integer dimension (both included).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub int: Option<[i64; 2]>,
     /// The values of a categorical dimension.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub choices: Option<Vec<ParamValue>>,
     /// Sample uniformly in the logarithm (bounds must be > 0).
     #[serde(default)]
     pub log: bool,
     /// Spacing of the allowed values (floats and integers).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub step: Option<f64>,
 }
 
@@ -435,13 +445,18 @@ mod tests {
             batch = { int = [32, 256], step = 32 }
             ratio = { float = [0.1, 0.9], step = 0.1 }
             arch = { choices = ["lenet5", "mlp", 3, true] }
+            widths = { choices = [[8, 16], [16, 32]] }
             "#,
         )
         .unwrap();
-        assert_eq!(s.len(), 4);
+        assert_eq!(s.len(), 5);
+        assert_eq!(
+            s.dims["widths"].from_unit(0.9),
+            ParamValue::List(vec![ParamValue::Int(16), ParamValue::Int(32)])
+        );
         for k in 0..100 {
             let u = k as f64 / 100.0;
-            let p = s.from_unit(&[u, u, u, u]);
+            let p = s.from_unit(&[u, u, u, u, u]);
             let lr = p["lr"].as_f64().unwrap();
             assert!((1e-4..=1e-1).contains(&lr), "{lr}");
             let ParamValue::Int(b) = p["batch"] else {

@@ -11,12 +11,16 @@
 //! - a worker writes only trials it holds (state running, worker id its own); a trial taken
 //!   from it is reported as [`crate::TuneError::LostTrial`].
 //!
-//! URLs: `memory` (this process only), `sqlite://<path>` (one file, the embedded default).
+//! URLs: `memory` (this process only), `sqlite://<path>` (one file, the embedded default,
+//! several processes on one machine), `postgres://user:password@host:port/database` (workers
+//! on several machines).
 
 mod memory;
 pub mod ops;
+mod postgres;
 mod sqlite;
 
+pub use self::postgres::PostgresStorage;
 pub use memory::MemoryStorage;
 pub use sqlite::SqliteStorage;
 
@@ -62,7 +66,7 @@ pub trait Storage: Send {
     fn reopen(&self) -> Result<Box<dyn Storage>>;
 }
 
-/// Opens a storage from its URL: `memory`, `sqlite://<path>`.
+/// Opens a storage from its URL: `memory`, `sqlite://<path>`, `postgres://…`.
 pub fn open(url: &str) -> Result<Box<dyn Storage>> {
     if url == "memory" || url == "memory://" {
         return Ok(Box::new(MemoryStorage::default()));
@@ -70,12 +74,16 @@ pub fn open(url: &str) -> Result<Box<dyn Storage>> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         return Ok(Box::new(SqliteStorage::open(path)?));
     }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Box::new(PostgresStorage::open(url)?));
+    }
     let scheme = url.split("://").next().unwrap_or(url);
     Err(TuneError::storage(
         url,
         format!(
             "unknown storage scheme '{scheme}'; use sqlite://<file> (one file, shared by the \
-             workers of one machine) or memory (this process only)"
+             workers of one machine), postgres://user:password@host:port/database (workers on \
+             several machines) or memory (this process only)"
         ),
     ))
 }

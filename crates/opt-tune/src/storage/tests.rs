@@ -29,33 +29,65 @@ pub(crate) fn sqlite_url(test: &str) -> String {
     format!("sqlite://{}", dir.join("study.db").display())
 }
 
+/// The PostgreSQL server of `.ci/run` (`OPTKIT_TEST_POSTGRES`, e.g.
+/// `postgres://optkit:optkit@127.0.0.1:5432/optkit`).
+#[cfg(feature = "postgres-tests")]
+fn postgres_url() -> String {
+    std::env::var("OPTKIT_TEST_POSTGRES").expect(
+        "the postgres-tests feature needs OPTKIT_TEST_POSTGRES=postgres://user:password@host:port/db \
+         (.ci/run installs and starts a server on loopback and sets it)",
+    )
+}
+
+/// Every backend's URL: memory, a fresh SQLite file, and PostgreSQL with `postgres-tests`.
+fn urls(test: &str) -> Vec<String> {
+    #[allow(unused_mut)]
+    let mut urls = vec!["memory".to_string(), sqlite_url(test)];
+    #[cfg(feature = "postgres-tests")]
+    urls.push(postgres_url());
+    urls
+}
+
+/// A study name no earlier run used (a PostgreSQL database outlives the test).
+fn unique(base: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{base}-{}-{nanos}", std::process::id())
+}
+
 fn backends(test: &str) -> Vec<Box<dyn Storage>> {
-    vec![open("memory").unwrap(), open(&sqlite_url(test)).unwrap()]
+    urls(test).iter().map(|u| open(u).unwrap()).collect()
 }
 
 #[test]
 fn a_study_keeps_its_definition_and_refuses_another() {
     for mut s in backends("definition") {
+        let (a, b) = (unique("a"), unique("b"));
         let d = def("x = { float = [0.0, 1.0] }");
-        s.open_study("a", &d).unwrap();
-        s.open_study("a", &d).unwrap();
-        assert_eq!(s.study_def("a").unwrap(), Some(d.clone()));
+        s.open_study(&a, &d).unwrap();
+        s.open_study(&a, &d).unwrap();
+        assert_eq!(s.study_def(&a).unwrap(), Some(d.clone()));
         let other = def("x = { float = [0.0, 2.0] }");
-        let msg = s.open_study("a", &other).unwrap_err().to_string();
+        let msg = s.open_study(&a, &other).unwrap_err().to_string();
         assert!(
-            msg.contains("study 'a' already exists") && msg.contains("another search space"),
+            msg.contains(&format!("study '{a}' already exists"))
+                && msg.contains("another search space"),
             "{msg}"
         );
         let mut objectives = d.clone();
         objectives.objectives[0].direction = Direction::Maximize;
         assert!(
-            s.open_study("a", &objectives)
+            s.open_study(&a, &objectives)
                 .unwrap_err()
                 .to_string()
                 .contains("other objectives")
         );
-        s.open_study("b", &other).unwrap();
-        assert_eq!(s.studies().unwrap(), vec!["a".to_string(), "b".to_string()]);
+        s.open_study(&b, &other).unwrap();
+        let names = s.studies().unwrap();
+        assert!(names.contains(&a) && names.contains(&b), "{names:?}");
+        assert_eq!(s.study_def("never-created").unwrap(), None);
     }
 }
 
@@ -90,7 +122,9 @@ fn bad_urls_say_what_to_write() {
 #[test]
 fn a_silent_worker_loses_its_trial_to_a_requeue() {
     for mut s in backends("requeue") {
-        s.open_study("a", &def("x = { int = [0, 100] }")).unwrap();
+        let study = unique("requeue");
+        let study = study.as_str();
+        s.open_study(study, &def("x = { int = [0, 100] }")).unwrap();
         let mut propose = |_: &[crate::trial::Trial], n: u64| {
             Some(BTreeMap::from([(
                 "x".to_string(),
@@ -102,7 +136,7 @@ fn a_silent_worker_loses_its_trial_to_a_requeue() {
             stale_after_s: 0.05,
             max_trials: Some(10),
         };
-        let first = ops::ask(s.as_mut(), "a", &a, &mut propose)
+        let first = ops::ask(s.as_mut(), study, &a, &mut propose)
             .unwrap()
             .unwrap();
         assert_eq!((first.number, first.state), (0, TrialState::Running));
@@ -111,7 +145,7 @@ fn a_silent_worker_loses_its_trial_to_a_requeue() {
             worker: "b",
             ..a.clone()
         };
-        let again = ops::ask(s.as_mut(), "a", &b, &mut propose)
+        let again = ops::ask(s.as_mut(), study, &b, &mut propose)
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -119,7 +153,7 @@ fn a_silent_worker_loses_its_trial_to_a_requeue() {
             (1, Some(0), &first.params)
         );
         assert_eq!(again.worker.as_deref(), Some("b"));
-        let trials = s.trials("a").unwrap();
+        let trials = s.trials(study).unwrap();
         assert_eq!(trials[0].state, TrialState::Failed);
         assert!(
             trials[0]
@@ -129,7 +163,7 @@ fn a_silent_worker_loses_its_trial_to_a_requeue() {
                 .contains("re-queued as trial 1")
         );
         // The first worker comes back: its trial is gone.
-        let msg = ops::save_held(s.as_mut(), "a", &first, "a")
+        let msg = ops::save_held(s.as_mut(), study, &first, "a")
             .unwrap_err()
             .to_string();
         assert!(
@@ -143,14 +177,14 @@ fn a_silent_worker_loses_its_trial_to_a_requeue() {
             max_trials: Some(10),
         };
         let mut n = 0;
-        while ops::ask(s.as_mut(), "a", &slow, &mut propose)
+        while ops::ask(s.as_mut(), study, &slow, &mut propose)
             .unwrap()
             .is_some()
         {
             n += 1;
         }
         assert_eq!(n, 9);
-        assert_eq!(ops::counted(&s.trials("a").unwrap()), 10);
+        assert_eq!(ops::counted(&s.trials(study).unwrap()), 10);
     }
 }
 
@@ -160,14 +194,15 @@ fn a_silent_worker_loses_its_trial_to_a_requeue() {
 fn four_workers_share_a_study_without_losing_or_repeating_trials() {
     use crate::sampler::SamplerConfig;
     use crate::study::{Outcome, Study, WorkerConfig};
-    for url in ["memory".to_string(), sqlite_url("workers")] {
+    for url in urls("workers") {
         let root = open(&url).unwrap();
+        let study = unique("shared");
         let d = def("x = { float = [-5.0, 5.0] }\nk = { int = [1, 8] }");
         let runs = Arc::new(Mutex::new(Vec::new()));
         let handles: Vec<_> = (0..4)
             .map(|w| {
                 let storage = root.reopen().unwrap();
-                let (d, runs) = (d.clone(), runs.clone());
+                let (d, runs, study) = (d.clone(), runs.clone(), study.clone());
                 std::thread::spawn(move || {
                     let sampler = SamplerConfig {
                         seed: 5,
@@ -180,8 +215,7 @@ fn four_workers_share_a_study_without_losing_or_repeating_trials() {
                         stale_after_s: 30.0,
                         heartbeat_s: 0.01,
                     };
-                    let mut study =
-                        Study::open(storage, "shared", d, sampler, None, worker).unwrap();
+                    let mut study = Study::open(storage, &study, d, sampler, None, worker).unwrap();
                     study
                         .optimize(40, |t, _| {
                             runs.lock().unwrap().push(t.number);
@@ -204,7 +238,7 @@ fn four_workers_share_a_study_without_losing_or_repeating_trials() {
         );
         assert_eq!(per_worker.iter().sum::<usize>(), 40);
         assert!(per_worker.iter().all(|n| *n > 0), "{url}: {per_worker:?}");
-        let trials = root.reopen().unwrap().trials("shared").unwrap();
+        let trials = root.reopen().unwrap().trials(&study).unwrap();
         assert_eq!(trials.len(), 40);
         assert!(trials.iter().all(|t| t.state == TrialState::Complete));
     }

@@ -1,0 +1,219 @@
+//! Several `optkit tune` processes on one SQLite study (the real binary, so SQLite's locking
+//! between processes is what is tested): four workers share a study without losing or
+//! repeating a trial, and a worker killed with SIGKILL in the middle of a trial has that trial
+//! failed and re-run by the next worker.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use opt_tune::storage::{SqliteStorage, Storage};
+
+use opt_tune::trial::TrialState;
+
+fn temp(tag: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("optkit-workers-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+fn config(dir: &Path, epochs: usize, train_limit: usize, stale_after_s: f64) -> PathBuf {
+    let text = format!(
+        r#"version = 1
+[data]
+source = "embedded"
+train_limit = {train_limit}
+test_limit = 100
+[model]
+arch = "mlp"
+hidden = [16]
+[train]
+epochs = {epochs}
+batch_size = 32
+[[stages]]
+kind = "baseline"
+[[stages]]
+kind = "tune"
+[stages.tune]
+sampler = {{ kind = "random", seed = 1 }}
+stale_after_s = {stale_after_s}
+[stages.tune.space]
+"train.learning_rate" = {{ float = [1e-4, 1e-2], log = true }}
+[report]
+latency_runs = 5
+warmup_runs = 1
+throughput_batch = 64
+throughput_runs = 1
+"#
+    );
+    let path = dir.join("tune.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn worker(cfg: &Path, db: &Path, out: &Path, trials: u64, resume: bool) -> Command {
+    worker_on(
+        cfg,
+        &format!("sqlite://{}", db.display()),
+        None,
+        out,
+        trials,
+        resume,
+    )
+}
+
+fn worker_on(
+    cfg: &Path,
+    url: &str,
+    study: Option<&str>,
+    out: &Path,
+    trials: u64,
+    resume: bool,
+) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_optkit"));
+    c.args(["tune", "--config"])
+        .arg(cfg)
+        .arg("--storage")
+        .arg(url);
+    if let Some(s) = study {
+        c.args(["--study", s]);
+    }
+    c.arg("--out")
+        .arg(out)
+        .args(["--trials", &trials.to_string(), "--backend", "flex"]);
+    if resume {
+        c.arg("--resume");
+    }
+    c.env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// The trial numbers a worker's live table says it finished.
+fn finished_by(stderr: &str) -> Vec<u64> {
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("optkit: trial "))
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// Runs four workers on `url`/`study` and checks that the 16 trials were each run once.
+fn four_workers(tag: &str, url: &str, study: &str) -> Vec<opt_tune::trial::Trial> {
+    let dir = temp(tag);
+    let (cfg, out) = (config(&dir, 2, 400, 60.0), dir.join("run"));
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            worker_on(&cfg, url, Some(study), &out, 16, false)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut per_worker = Vec::new();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{stderr}");
+        per_worker.push(finished_by(&stderr));
+    }
+    let mut all: Vec<u64> = per_worker.concat();
+    all.sort();
+    assert_eq!(
+        all,
+        (0..16).collect::<Vec<u64>>(),
+        "each trial run by exactly one worker: {per_worker:?}"
+    );
+    let trials = opt_tune::storage::open(url).unwrap().trials(study).unwrap();
+    assert_eq!(trials.len(), 16);
+    assert!(
+        trials.iter().all(|t| t.state == TrialState::Complete),
+        "{trials:?}"
+    );
+    let workers: std::collections::BTreeSet<_> =
+        trials.iter().filter_map(|t| t.worker.clone()).collect();
+    assert!(workers.len() >= 2, "the work was shared: {workers:?}");
+    eprintln!(
+        "{url}: 16 trials created, {} finished, 0 lost, 0 run twice; per worker {:?}",
+        trials.len(),
+        per_worker.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+    trials
+}
+
+#[test]
+fn four_worker_processes_share_a_sqlite_study_without_losing_or_repeating_trials() {
+    let dir = temp("four-sqlite");
+    four_workers(
+        "four",
+        &format!("sqlite://{}", dir.join("study.db").display()),
+        "tune",
+    );
+}
+
+/// The same against the PostgreSQL server of `.ci/run` (workers on several machines).
+#[cfg(feature = "postgres-tests")]
+#[test]
+fn four_worker_processes_share_a_postgres_study_without_losing_or_repeating_trials() {
+    let url =
+        std::env::var("OPTKIT_TEST_POSTGRES").expect("set OPTKIT_TEST_POSTGRES (see .ci/run)");
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    four_workers("four-pg", &url, &format!("workers-{nanos}"));
+}
+
+#[test]
+fn a_killed_worker_s_trial_is_failed_and_run_again() {
+    let dir = temp("kill");
+    let (cfg, db, out) = (
+        config(&dir, 40, 3000, 2.0),
+        dir.join("study.db"),
+        dir.join("run"),
+    );
+    let mut a = worker(&cfg, &db, &out, 1, false).spawn().unwrap();
+    // Wait until the trial has reported an epoch, then kill the worker without warning.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the first worker never reported an epoch"
+        );
+        let running = db.is_file()
+            && SqliteStorage::open(&db)
+                .and_then(|mut s| s.trials("tune"))
+                .is_ok_and(|t| {
+                    t.iter()
+                        .any(|t| t.state == TrialState::Running && !t.intermediate.is_empty())
+                });
+        if running {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    a.kill().unwrap(); // SIGKILL on Unix
+    a.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(2500)); // longer than stale_after_s
+    let short = config(&dir, 2, 3000, 2.0); // same study definition, shorter training
+    let o = worker(&short, &db, &out, 1, true).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let trials = SqliteStorage::open(&db).unwrap().trials("tune").unwrap();
+    assert_eq!(trials.len(), 2, "{trials:?}");
+    assert_eq!(trials[0].state, TrialState::Failed);
+    assert!(
+        trials[0]
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("stopped sending heartbeats"),
+        "{:?}",
+        trials[0]
+    );
+    assert_eq!(
+        (trials[1].state, trials[1].retry_of),
+        (TrialState::Complete, Some(0))
+    );
+    assert_eq!(trials[1].params, trials[0].params);
+}
