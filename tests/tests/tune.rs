@@ -228,3 +228,37 @@ fn bad_tune_settings_are_refused_before_training() {
         o.stderr
     );
 }
+
+#[test]
+fn a_diverging_trial_is_failed_and_the_study_goes_on() {
+    let dir = TempDir::new("tune-nan");
+    let out = dir.path().join("run");
+    let stages = r#"
+[[stages]]
+kind = "tune"
+[stages.tune]
+trials = 2
+storage = "memory"
+sampler = { kind = "grid" }
+[stages.tune.space]
+"train.learning_rate" = { choices = [0.003, 1.0e9] }
+"#;
+    let cfg = tiny_config(&out, stages).replace(
+        "learning_rate = 0.003",
+        "learning_rate = 0.003\noptimizer = \"sgd\"",
+    );
+    let o = pipeline(cfg);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let d = tune_details(&out, 1);
+    let trials = d["trials"].as_array().unwrap();
+    let failed: Vec<&Value> = trials.iter().filter(|t| t["state"] == "failed").collect();
+    assert_eq!(failed.len(), 1, "{trials:?}");
+    assert_eq!(failed[0]["params"]["train.learning_rate"], 1.0e9);
+    assert!(
+        failed[0]["message"].as_str().unwrap().contains("diverged"),
+        "{:?}",
+        failed[0]
+    );
+    let chosen = trials.iter().find(|t| t["number"] == d["chosen"]).unwrap();
+    assert_eq!(chosen["params"]["train.learning_rate"], 0.003);
+}

@@ -9,6 +9,8 @@
 //!   backend, with ratios.
 //! - `cargo xtask bench gemm [optkit bench-gemm flags]`: the int8 GEMM against the float
 //!   product of the same shapes, with ratios.
+//! - `cargo xtask tune [optkit tune flags]`: runs, joins or resumes the study of a pipeline's
+//!   tune stage (several processes can share one SQLite or PostgreSQL study).
 //! - `cargo xtask bench samplers [optkit bench-samplers flags]`: opt-tune's samplers on test
 //!   functions over many seeds (`--optuna`: against Optuna's TPE), with ratios.
 //! - `cargo xtask deps`: checks the dependency directions of ARCHITECTURE.md.
@@ -19,7 +21,9 @@ use std::process::{Command, ExitCode};
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((task, rest)) = args.split_first() else {
-        eprintln!("usage: cargo xtask <pipeline|eval|prune|distill|quantize|bench|deps|ci> [args]");
+        eprintln!(
+            "usage: cargo xtask <pipeline|eval|prune|distill|quantize|tune|bench|deps|ci> [args]"
+        );
         return ExitCode::from(2);
     };
     let result = match task.as_str() {
@@ -27,6 +31,7 @@ fn main() -> ExitCode {
         "eval" => optkit("eval", rest),
         "prune" => optkit("prune", rest),
         "distill" => optkit("distill", rest),
+        "tune" => optkit("tune", rest),
         "quantize" => optkit("quantize", rest),
         "bench" => match rest.first().map(String::as_str) {
             Some("gemm") => optkit("bench-gemm", &rest[1..]),
@@ -37,7 +42,9 @@ fn main() -> ExitCode {
         "deps" => check_deps(),
         "ci" => ci(),
         other => {
-            eprintln!("unknown task '{other}'; use pipeline, eval, prune, bench, deps or ci");
+            eprintln!(
+                "unknown task '{other}'; use pipeline, eval, prune, distill, quantize, tune, bench, deps or ci"
+            );
             return ExitCode::from(2);
         }
     };

@@ -66,17 +66,22 @@ pub fn minimized(def: &StudyDef, trial: &Trial) -> Vec<f64> {
         .collect()
 }
 
-/// The feasible complete trials that no other feasible complete trial dominates, by number.
-/// With one objective: the best trial (the earliest among ties).
-pub fn front<'a>(def: &StudyDef, trials: &'a [Trial]) -> Vec<&'a Trial> {
-    let done: Vec<&Trial> = trials
+/// The complete trials that meet every constraint (and have every objective's value).
+pub fn complete_feasible<'a>(def: &StudyDef, trials: &'a [Trial]) -> Vec<&'a Trial> {
+    trials
         .iter()
         .filter(|t| {
             t.state == TrialState::Complete
                 && t.feasible()
                 && t.values.len() == def.objectives.len()
         })
-        .collect();
+        .collect()
+}
+
+/// The feasible complete trials that no other feasible complete trial dominates, by number.
+/// With one objective: the best trial (the earliest among ties).
+pub fn front<'a>(def: &StudyDef, trials: &'a [Trial]) -> Vec<&'a Trial> {
+    let done = complete_feasible(def, trials);
     let points: Vec<Vec<f64>> = done.iter().map(|t| minimized(def, t)).collect();
     if !def.is_multi_objective() {
         let best = (0..done.len()).min_by(|&a, &b| points[a][0].total_cmp(&points[b][0]));

@@ -179,33 +179,14 @@ impl Study {
                 trial.message = Some(why);
             }
         }
-        // Saved by the worker that holds it; the stored copy must still be running.
-        let mut held = trial.clone();
-        held.state = TrialState::Running;
-        let final_trial = trial;
-        let name = self.name.clone();
-        let worker = self.worker.worker.clone();
-        let mut write = |stored: &[crate::storage::Stored]| match stored
-            .iter()
-            .find(|s| s.trial.number == held.number)
-        {
-            Some(s)
-                if s.trial.state == TrialState::Running
-                    && s.trial.worker.as_deref() == Some(worker.as_str()) =>
-            {
-                Ok(vec![crate::storage::Stored {
-                    trial: final_trial.clone(),
-                    heartbeat: now_s(),
-                }])
-            }
-            other => Err(TuneError::LostTrial {
-                study: name.clone(),
-                number: held.number,
-                state: other.map_or("missing".into(), |s| s.trial.state.to_string()),
-            }),
-        };
-        self.storage.transact(&self.name, &mut write)?;
-        Ok(final_trial)
+        // Written only if this worker still holds it (the stored copy is still running).
+        ops::save_held(
+            self.storage.as_mut(),
+            &self.name,
+            &trial,
+            &self.worker.worker,
+        )?;
+        Ok(trial)
     }
 
     /// Every trial of the study, by number.
@@ -327,5 +308,118 @@ impl Heartbeat {
     fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.handle.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objective::{Direction, Objective};
+    use crate::pruner::{EarlyStoppingConfig, EarlyStoppingKind};
+    use crate::sampler::SamplerConfig;
+    use crate::space::SearchSpace;
+
+    fn study(objectives: Vec<Objective>, stopping: EarlyStoppingKind) -> Study {
+        let def = StudyDef {
+            space: SearchSpace::from_toml("x = { float = [0.0, 1.0] }", "space").unwrap(),
+            objectives,
+            constraints: vec![],
+            watch: 0,
+        };
+        let sampler = SamplerConfig {
+            seed: 1,
+            ..Default::default()
+        }
+        .build(&def, "s")
+        .unwrap();
+        let cfg = EarlyStoppingConfig {
+            kind: stopping,
+            startup_trials: 2,
+            ..Default::default()
+        };
+        let pruner = cfg.build("e").unwrap();
+        let storage = crate::storage::open("memory").unwrap();
+        Study::open(storage, "t", def, sampler, pruner, WorkerConfig::default()).unwrap()
+    }
+
+    fn maximize(metric: &str) -> Objective {
+        Objective {
+            metric: metric.into(),
+            direction: Direction::Maximize,
+        }
+    }
+
+    #[test]
+    fn a_diverged_or_incomplete_trial_fails_and_the_study_goes_on() {
+        let mut s = study(vec![maximize("accuracy")], EarlyStoppingKind::None);
+        let done = s
+            .optimize(6, |t, _| match t.number {
+                1 => Outcome::Complete(BTreeMap::from([("accuracy".into(), f64::NAN)])),
+                2 => Outcome::Complete(BTreeMap::from([("loss".into(), 0.1)])),
+                _ => Outcome::Complete(BTreeMap::from([(
+                    "accuracy".into(),
+                    t.params["x"].as_f64().unwrap(),
+                )])),
+            })
+            .unwrap();
+        assert_eq!(done.len(), 6);
+        assert_eq!(done[1].state, TrialState::Failed);
+        assert!(
+            done[1]
+                .message
+                .as_deref()
+                .unwrap()
+                .contains("diverged: accuracy = NaN")
+        );
+        assert!(
+            done[2]
+                .message
+                .as_deref()
+                .unwrap()
+                .contains("returned no 'accuracy' (it returned loss)")
+        );
+        assert_eq!(
+            done.iter()
+                .filter(|t| t.state == TrialState::Complete)
+                .count(),
+            4
+        );
+        assert_eq!(s.front().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn early_stopping_runs_in_a_multi_objective_study() {
+        let objectives = vec![
+            maximize("accuracy"),
+            Objective {
+                metric: "latency_ms".into(),
+                direction: Direction::Minimize,
+            },
+        ];
+        let mut s = study(objectives, EarlyStoppingKind::Median);
+        let done = s
+            .optimize(12, |t, r| {
+                // Learning curves ordered by x: low x is worse at every step.
+                let x = t.params["x"].as_f64().unwrap();
+                for step in 1..=5 {
+                    if r.report(step, x * f64::from(step) / 5.0) {
+                        return Outcome::Pruned;
+                    }
+                }
+                Outcome::Complete(BTreeMap::from([
+                    ("accuracy".into(), x),
+                    ("latency_ms".into(), x * x),
+                ]))
+            })
+            .unwrap();
+        let pruned = done
+            .iter()
+            .filter(|t| t.state == TrialState::Pruned)
+            .count();
+        assert!(pruned >= 2, "{done:?}");
+        for t in done.iter().filter(|t| t.state == TrialState::Pruned) {
+            assert!(t.intermediate.len() < 5);
+        }
+        assert!(!s.front().unwrap().is_empty());
     }
 }

@@ -41,14 +41,7 @@ pub fn gamma(n: usize, multi_objective: bool) -> usize {
 
 /// Trials usable by TPE, best first (see the module documentation).
 pub(crate) fn ranked<'a>(def: &StudyDef, history: &'a [Trial]) -> Vec<&'a Trial> {
-    let feasible: Vec<&Trial> = history
-        .iter()
-        .filter(|t| {
-            t.state == TrialState::Complete
-                && t.feasible()
-                && t.values.len() == def.objectives.len()
-        })
-        .collect();
+    let feasible = pareto::complete_feasible(def, history);
     let points: Vec<Vec<f64>> = feasible.iter().map(|t| pareto::minimized(def, t)).collect();
     let mut keys: Vec<(f64, f64)> = if def.is_multi_objective() {
         let ranks = pareto::ranks(&points);

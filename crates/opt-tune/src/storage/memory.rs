@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use super::{Storage, Stored, check_same};
 use crate::error::{Result, TuneError};
 use crate::objective::StudyDef;
-use crate::trial::Trial;
 
 type Studies = BTreeMap<String, (StudyDef, BTreeMap<u64, Stored>)>;
 
@@ -64,12 +63,6 @@ impl Storage for MemoryStorage {
             trials.insert(s.trial.number, s);
         }
         Ok(())
-    }
-
-    fn trials(&mut self, name: &str) -> Result<Vec<Trial>> {
-        let studies = self.lock();
-        let (_, trials) = studies.get(name).ok_or_else(|| missing(name))?;
-        Ok(trials.values().map(|s| s.trial.clone()).collect())
     }
 
     fn reopen(&self) -> Result<Box<dyn Storage>> {

@@ -60,7 +60,14 @@ pub trait Storage: Send {
     ) -> Result<()>;
 
     /// Every trial of study `name`, by number.
-    fn trials(&mut self, name: &str) -> Result<Vec<Trial>>;
+    fn trials(&mut self, name: &str) -> Result<Vec<Trial>> {
+        let mut out = Vec::new();
+        self.transact(name, &mut |stored| {
+            out = stored.iter().map(|s| s.trial.clone()).collect();
+            Ok(Vec::new())
+        })?;
+        Ok(out)
+    }
 
     /// Another connection to the same storage (a heartbeat thread uses one).
     fn reopen(&self) -> Result<Box<dyn Storage>>;

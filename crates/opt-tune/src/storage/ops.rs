@@ -81,7 +81,25 @@ pub fn ask(
     Ok(taken)
 }
 
-/// Writes `trial` (intermediate values or its end) if `worker` still holds it; refreshes the
+/// The stored trial `number` if `worker` holds it (running, its worker id), else
+/// [`TuneError::LostTrial`] with the state found.
+fn held<'s>(stored: &'s [Stored], study: &str, number: u64, worker: &str) -> Result<&'s Stored> {
+    match stored.iter().find(|s| s.trial.number == number) {
+        Some(s)
+            if s.trial.state == TrialState::Running
+                && s.trial.worker.as_deref() == Some(worker) =>
+        {
+            Ok(s)
+        }
+        other => Err(TuneError::LostTrial {
+            study: study.into(),
+            number,
+            state: other.map_or("missing".into(), |s| s.trial.state.to_string()),
+        }),
+    }
+}
+
+/// Writes `trial` (intermediate values, or its end) if `worker` still holds it; refreshes the
 /// heartbeat.
 pub fn save_held(
     storage: &mut dyn Storage,
@@ -89,47 +107,24 @@ pub fn save_held(
     trial: &Trial,
     worker: &str,
 ) -> Result<()> {
-    let mut update = |stored: &[Stored]| {
-        let current = stored.iter().find(|s| s.trial.number == trial.number);
-        match current {
-            Some(s)
-                if s.trial.state == TrialState::Running
-                    && s.trial.worker.as_deref() == Some(worker) =>
-            {
-                Ok(vec![Stored {
-                    trial: trial.clone(),
-                    heartbeat: now_s(),
-                }])
-            }
-            other => Err(TuneError::LostTrial {
-                study: study.into(),
-                number: trial.number,
-                state: other.map_or("missing".into(), |s| s.trial.state.to_string()),
-            }),
-        }
-    };
-    storage.transact(study, &mut update)
+    storage.transact(study, &mut |stored| {
+        held(stored, study, trial.number, worker)?;
+        Ok(vec![Stored {
+            trial: trial.clone(),
+            heartbeat: now_s(),
+        }])
+    })
 }
 
 /// Refreshes the heartbeat of a trial `worker` holds.
 pub fn heartbeat(storage: &mut dyn Storage, study: &str, number: u64, worker: &str) -> Result<()> {
-    let mut beat = |stored: &[Stored]| match stored.iter().find(|s| s.trial.number == number) {
-        Some(s)
-            if s.trial.state == TrialState::Running
-                && s.trial.worker.as_deref() == Some(worker) =>
-        {
-            Ok(vec![Stored {
-                trial: s.trial.clone(),
-                heartbeat: now_s(),
-            }])
-        }
-        other => Err(TuneError::LostTrial {
-            study: study.into(),
-            number,
-            state: other.map_or("missing".into(), |s| s.trial.state.to_string()),
-        }),
-    };
-    storage.transact(study, &mut beat)
+    storage.transact(study, &mut |stored| {
+        let s = held(stored, study, number, worker)?;
+        Ok(vec![Stored {
+            trial: s.trial.clone(),
+            heartbeat: now_s(),
+        }])
+    })
 }
 
 /// Queues `params` as a waiting trial (run before any new proposal); returns its number.

@@ -199,15 +199,6 @@ impl Storage for PostgresStorage {
         tx.commit().map_err(pg)
     }
 
-    fn trials(&mut self, name: &str) -> Result<Vec<Trial>> {
-        let mut out = Vec::new();
-        self.transact(name, &mut |stored| {
-            out = stored.iter().map(|s| s.trial.clone()).collect();
-            Ok(Vec::new())
-        })?;
-        Ok(out)
-    }
-
     fn reopen(&self) -> Result<Box<dyn Storage>> {
         Ok(Box::new(Self::open(&self.url)?))
     }

@@ -187,15 +187,6 @@ impl Storage for SqliteStorage {
         tx.commit().map_err(|e| TuneError::storage(&url, e))
     }
 
-    fn trials(&mut self, name: &str) -> Result<Vec<Trial>> {
-        let mut out = Vec::new();
-        self.transact(name, &mut |stored| {
-            out = stored.iter().map(|s| s.trial.clone()).collect();
-            Ok(Vec::new())
-        })?;
-        Ok(out)
-    }
-
     fn reopen(&self) -> Result<Box<dyn Storage>> {
         Ok(Box::new(Self::open(&self.path)?))
     }
