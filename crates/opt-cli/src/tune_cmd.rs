@@ -84,13 +84,8 @@ pub fn prepare(args: &TuneArgs) -> Result<config::Pipeline> {
     }
     if let Some(url) = &args.storage {
         // A relative file on the command line is relative to where the command runs.
-        tune.storage = Some(match url.strip_prefix("sqlite://") {
-            Some(path) if !std::path::Path::new(path).is_absolute() => {
-                let cwd = std::env::current_dir().context("reading the working directory")?;
-                format!("sqlite://{}", cwd.join(path).display())
-            }
-            _ => url.clone(),
-        });
+        let cwd = std::env::current_dir().context("reading the working directory")?;
+        tune.storage = Some(crate::tune_stage::sqlite_relative_to(url, &cwd));
     }
     tune.check(&format!("stages[{index}].tune"), p.file.train.epochs as u32)?;
     if args.resume {

@@ -263,12 +263,17 @@ fn measure_trial<B: AutodiffBackend>(
 pub fn storage_url(tune: &TuneConfig, out: &Path) -> String {
     match tune.storage.as_deref() {
         None => format!("sqlite://{}", out.join("tune.db").display()),
-        Some(url) => match url.strip_prefix("sqlite://") {
-            Some(path) if !Path::new(path).is_absolute() => {
-                format!("sqlite://{}", out.join(path).display())
-            }
-            _ => url.to_string(),
-        },
+        Some(url) => sqlite_relative_to(url, out),
+    }
+}
+
+/// `url` with a relative SQLite file taken inside `base`; other URLs unchanged.
+pub fn sqlite_relative_to(url: &str, base: &Path) -> String {
+    match url.strip_prefix("sqlite://") {
+        Some(path) if !Path::new(path).is_absolute() => {
+            format!("sqlite://{}", base.join(path).display())
+        }
+        _ => url.to_string(),
     }
 }
 

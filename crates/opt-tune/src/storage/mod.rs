@@ -95,6 +95,23 @@ pub fn open(url: &str) -> Result<Box<dyn Storage>> {
     ))
 }
 
+/// A study definition as stored (JSON text); the error names the study.
+pub(crate) fn parse_definition(url: &str, name: &str, text: &str) -> Result<StudyDef> {
+    serde_json::from_str(text).map_err(|e| {
+        TuneError::storage(
+            url,
+            format!("study '{name}' has an unreadable definition: {e}"),
+        )
+    })
+}
+
+/// A trial row as stored (heartbeat and JSON body).
+pub(crate) fn parse_stored(url: &str, heartbeat: f64, body: &str) -> Result<Stored> {
+    let trial = serde_json::from_str(body)
+        .map_err(|e| TuneError::storage(url, format!("a stored trial is unreadable: {e}")))?;
+    Ok(Stored { trial, heartbeat })
+}
+
 /// Compares a stored definition with the one asked for; the error says what differs.
 pub(crate) fn check_same(name: &str, url: &str, stored: &StudyDef, asked: &StudyDef) -> Result<()> {
     fn json<T: serde::Serialize>(v: &T) -> String {

@@ -4,10 +4,10 @@
 
 use postgres::{Client, NoTls};
 
-use super::{Storage, Stored, check_same};
+use super::{Storage, Stored, check_same, parse_definition, parse_stored};
 use crate::error::{Result, TuneError};
 use crate::objective::StudyDef;
-use crate::trial::{Trial, now_s};
+use crate::trial::now_s;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS optkit_studies (
@@ -125,13 +125,7 @@ impl Storage for PostgresStorage {
         .map_err(|e| TuneError::storage(&url, e))?;
         let stored = definition(&mut tx, &url, name, true)?.unwrap_or_default();
         tx.commit().map_err(|e| TuneError::storage(&url, e))?;
-        let stored: StudyDef = serde_json::from_str(&stored).map_err(|e| {
-            TuneError::storage(
-                &url,
-                format!("study '{name}' has an unreadable definition: {e}"),
-            )
-        })?;
-        check_same(name, &url, &stored, def)
+        check_same(name, &url, &parse_definition(&url, name, &stored)?, def)
     }
 
     fn study_def(&mut self, name: &str) -> Result<Option<StudyDef>> {
@@ -142,8 +136,7 @@ impl Storage for PostgresStorage {
             .map_err(|e| TuneError::storage(&url, e))?;
         let text = definition(&mut tx, &url, name, false)?;
         tx.commit().map_err(|e| TuneError::storage(&url, e))?;
-        text.map(|t| serde_json::from_str(&t).map_err(|e| TuneError::storage(&url, e)))
-            .transpose()
+        text.map(|t| parse_definition(&url, name, &t)).transpose()
     }
 
     fn studies(&mut self) -> Result<Vec<String>> {
@@ -176,16 +169,7 @@ impl Storage for PostgresStorage {
             .map_err(pg)?;
         let current = rows
             .iter()
-            .map(|r| {
-                let body: String = r.get(1);
-                let trial: Trial = serde_json::from_str(&body).map_err(|e| {
-                    TuneError::storage(&url, format!("a stored trial is unreadable: {e}"))
-                })?;
-                Ok(Stored {
-                    trial,
-                    heartbeat: r.get(0),
-                })
-            })
+            .map(|r| parse_stored(&url, r.get(0), r.get::<_, &str>(1)))
             .collect::<Result<Vec<_>>>()?;
         for s in f(&current)? {
             let body = serde_json::to_string(&s.trial).map_err(|e| TuneError::storage(&url, e))?;

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{Storage, Stored, check_same};
+use super::{Storage, Stored, check_same, parse_definition, parse_stored};
 use crate::error::{Result, TuneError};
 use crate::objective::StudyDef;
-use crate::trial::{Trial, now_s};
+use crate::trial::now_s;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS optkit_studies (
@@ -91,9 +91,7 @@ fn load(conn: &Connection, url: &str, study: &str) -> Result<Vec<Stored>> {
         .map_err(|e| err(&e))?;
     rows.map(|row| {
         let (heartbeat, body) = row.map_err(|e| err(&e))?;
-        let trial: Trial = serde_json::from_str(&body)
-            .map_err(|e| err(&format!("a stored trial is unreadable: {e}")))?;
-        Ok(Stored { trial, heartbeat })
+        parse_stored(url, heartbeat, &body)
     })
     .collect()
 }
@@ -121,15 +119,7 @@ impl Storage for SqliteStorage {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| TuneError::storage(&url, e))?;
         match definition(&tx, &url, name)? {
-            Some(text) => {
-                let stored: StudyDef = serde_json::from_str(&text).map_err(|e| {
-                    TuneError::storage(
-                        &url,
-                        format!("study '{name}' has an unreadable definition: {e}"),
-                    )
-                })?;
-                check_same(name, &url, &stored, def)
-            }
+            Some(text) => check_same(name, &url, &parse_definition(&url, name, &text)?, def),
             None => {
                 let text = serde_json::to_string(def).map_err(|e| TuneError::storage(&url, e))?;
                 tx.execute(
@@ -143,8 +133,9 @@ impl Storage for SqliteStorage {
     }
 
     fn study_def(&mut self, name: &str) -> Result<Option<StudyDef>> {
-        definition(&self.conn, &self.url(), name)?
-            .map(|t| serde_json::from_str(&t).map_err(|e| self.err(e)))
+        let url = self.url();
+        definition(&self.conn, &url, name)?
+            .map(|t| parse_definition(&url, name, &t))
             .transpose()
     }
 
