@@ -262,3 +262,136 @@ sampler = { kind = "grid" }
     let chosen = trials.iter().find(|t| t["number"] == d["chosen"]).unwrap();
     assert_eq!(chosen["params"]["train.learning_rate"], 0.003);
 }
+
+const COMPRESS: &str = r#"
+[[stages]]
+kind = "tune"
+name = "compress"
+from = "baseline"
+[[stages.trial]]
+kind = "prune"
+[stages.trial.prune]
+method = "structured"
+finetune_epochs = 1
+[[stages.trial]]
+kind = "quantize"
+[stages.tune]
+trials = 3
+objectives = [{ metric = "accuracy", direction = "maximize" }, { metric = "size_bytes", direction = "minimize" }]
+sampler = { kind = "random", seed = 5 }
+[stages.tune.space]
+"prune.target" = { float = [0.25, 0.75] }
+"quantize.bits" = { choices = [8, 4] }
+"#;
+
+#[test]
+fn trials_tune_prune_ratio_and_quantization_bits_on_an_earlier_model() {
+    let dir = TempDir::new("tune-compress");
+    let out = dir.path().join("run");
+    let o = pipeline(tiny_config(&out, COMPRESS));
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let report = read_json(&out.join("report.json"));
+    let baseline_size = report["candidates"][0]["size_bytes"].as_f64().unwrap();
+    let c = &report["candidates"][1];
+    assert_eq!(c["stage"], "tune");
+    let d = &c["details"];
+    let trials = d["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 3);
+    for t in trials {
+        assert_eq!(t["state"], "complete", "{t}");
+        let target = t["params"]["prune.target"].as_f64().unwrap();
+        assert!((0.25..=0.75).contains(&target), "{t}");
+        let bits = t["params"]["quantize.bits"].as_i64().unwrap();
+        // Every trial was pruned, fine-tuned and quantized: far smaller than the float model.
+        let size = t["metrics"]["size_bytes"].as_f64().unwrap();
+        assert!(
+            size < baseline_size / 3.0,
+            "{bits} bits: {size} vs {baseline_size}"
+        );
+        // One fine-tuning epoch, never stopped early.
+        assert_eq!(
+            (t["epochs_run"].as_u64(), t["epochs_budget"].as_u64()),
+            (Some(1), Some(1)),
+            "{t}"
+        );
+        let n = t["number"].as_u64().unwrap();
+        assert!(
+            out.join(format!("compress/trials/{n:05}/steps/0-prune/model.json"))
+                .is_file()
+        );
+    }
+    // The chosen trial was run again into the stage's folder: its quantized file is there,
+    // and the candidate carries its bits and both steps' reports.
+    let chosen = d["chosen"].as_u64().unwrap();
+    let best = trials.iter().find(|t| t["number"] == chosen).unwrap();
+    let bits = best["params"]["quantize.bits"].as_i64().unwrap();
+    assert_eq!(c["bits"].as_i64(), Some(bits));
+    let file = if bits == 8 {
+        "model.int8"
+    } else {
+        "weights.wq"
+    };
+    assert!(out.join("compress").join(file).is_file(), "{file}");
+    let kinds: Vec<&str> = d["chosen_steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["prune", "quantize"]);
+    assert!(c["size_bytes"].as_f64().unwrap() < baseline_size / 3.0);
+
+    // `optkit tune` on this stage trains the baseline its trials start from, then continues
+    // the stored study: 4 trials asked for, 1 run.
+    let config = dir.write("again.toml", tiny_config(&out, COMPRESS));
+    let o = optkit(&[
+        "tune",
+        "--config",
+        config.to_str().unwrap(),
+        "--resume",
+        "--trials",
+        "4",
+    ]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let d = tune_details(&out, 1);
+    assert_eq!(d["trials"].as_array().unwrap().len(), 4);
+    assert_eq!(d["ran_here"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn trials_tune_distillation_temperature_and_alpha() {
+    let dir = TempDir::new("tune-distill");
+    let out = dir.path().join("run");
+    let o = pipeline(tiny_config(
+        &out,
+        r#"
+[[stages]]
+kind = "tune"
+name = "kd"
+[[stages.trial]]
+kind = "distill"
+student = { arch = "mlp", hidden = [16] }
+[stages.trial.distill]
+epochs = 1
+[stages.tune]
+trials = 2
+sampler = { kind = "random", seed = 3 }
+[stages.tune.space]
+"distill.temperature" = { float = [1.0, 6.0] }
+"distill.alpha" = { float = [0.1, 0.9] }
+"#,
+    ));
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let report = read_json(&out.join("report.json"));
+    let c = &report["candidates"][1];
+    let trials = c["details"]["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 2);
+    for t in trials {
+        assert_eq!(t["state"], "complete", "{t}");
+        assert!(t["params"]["distill.temperature"].as_f64().is_some(), "{t}");
+        assert!(t["metrics"]["accuracy"].as_f64().unwrap() > 0.0, "{t}");
+    }
+    // The student is the MLP, not the CNN teacher.
+    assert!(c["arch"].as_str().unwrap().contains("mlp"), "{c}");
+    assert_eq!(c["method"], "random");
+}

@@ -114,12 +114,22 @@ pub enum StageSection {
         #[serde(default)]
         distill: DistillConfig,
     },
-    /// Hyperparameter search: a study whose trials train `[model]` with `[train]` overridden by
-    /// each trial's parameters (`train.*`, `model.*` keys); the best trial (or the most accurate
-    /// one on the Pareto front) becomes the candidate.
+    /// Hyperparameter search: a study whose trials either train `[model]` with `[train]`
+    /// overridden by each trial's parameters (`train.*`, `model.*` keys), or run a chain of
+    /// prune/quantize/distill steps (`[[stages.trial]]`) on an earlier stage's model with their
+    /// settings overridden (`prune.*`, `quantize.*`, `distill.*`, `train.*` keys); the best
+    /// trial (or the most accurate one on the Pareto front) becomes the candidate.
     Tune {
         /// Candidate name (default `tune`); also the default study name.
         name: Option<String>,
+        /// With `[[stages.trial]]`: the stage whose model the trials start from (default: the
+        /// previous stage).
+        from: Option<String>,
+        /// `[[stages.trial]]`: the prune, quantize and distill steps every trial runs, in
+        /// order, each on the previous one's model (at most one of each kind; written like
+        /// stages, without `name` and `from`). Empty: trials train `[model]`.
+        #[serde(default)]
+        trial: Vec<StageSection>,
         /// `[stages.tune]`: study, storage, trials, objectives, constraints, watch, sampler,
         /// early_stopping, stale_after_s, space (see opt_tune::TuneConfig).
         #[serde(default)]
@@ -226,61 +236,46 @@ impl Pipeline {
     /// a family without channel groups is an error here, before any training.
     pub fn stage_specs(&self, input: InputShape) -> Result<Vec<ModelSpec<ZooArch>>> {
         let f = &self.file;
+        let resolve = |arch: &ArchChoice, key: &str| -> Result<ModelSpec<ZooArch>> {
+            let spec = ModelSpec {
+                input,
+                classes: f.data.classes,
+                arch: arch.resolve(input).with_context(|| key.to_string())?,
+            };
+            spec.validate().with_context(|| key.to_string())?;
+            Ok(spec)
+        };
         let mut specs: Vec<ModelSpec<ZooArch>> = Vec::new();
         for (i, stage) in f.stages.iter().enumerate() {
+            let at = |e: anyhow::Error| e.context(format!("stages[{i}] ({})", stage_name(stage)));
             let spec = match stage {
                 StageSection::Baseline { model, .. } => {
-                    let spec = ModelSpec {
-                        input,
-                        classes: f.data.classes,
-                        arch: model.as_ref().unwrap_or(&f.model).resolve(input)?,
-                    };
-                    spec.validate()?;
-                    spec
-                }
-                StageSection::Prune { prune, .. } => {
-                    let spec = specs[self.source_of(i)?].clone();
-                    opt_prune::check_config(&spec, prune, &format!("stages[{i}].prune"))
-                        .with_context(|| format!("stages[{i}] ({})", stage_name(stage)))?;
-                    spec
+                    resolve(model.as_ref().unwrap_or(&f.model), "model")?
                 }
                 StageSection::Distill {
                     student: Some(arch),
                     ..
-                } => {
-                    let spec = ModelSpec {
-                        input,
-                        classes: f.data.classes,
-                        arch: arch.resolve(input)?,
-                    };
-                    spec.validate()
-                        .with_context(|| format!("stages[{i}].student"))?;
-                    spec
-                }
-                StageSection::Distill { .. } => specs[self.source_of(i)?].clone(),
-                StageSection::Tune { tune, .. } => {
-                    crate::tune_keys::check(f, tune, &format!("stages[{i}].tune"), input)
-                        .with_context(|| format!("stages[{i}] ({})", stage_name(stage)))?;
+                } => resolve(arch, &format!("stages[{i}].student"))?,
+                StageSection::Tune { tune, trial, .. } => {
                     // The trials' starting point; the chosen trial's spec is known after the run.
-                    let spec = ModelSpec {
-                        input,
-                        classes: f.data.classes,
-                        arch: f.model.resolve(input)?,
+                    let start = match trial.first() {
+                        None => resolve(&f.model, "model")?,
+                        Some(StageSection::Distill {
+                            student: Some(arch),
+                            ..
+                        }) => resolve(arch, &format!("stages[{i}].trial[0].student"))?,
+                        Some(_) => specs[self.source_of(i)?].clone(),
                     };
-                    spec.validate()?;
-                    spec
-                }
-                StageSection::Quantize { quantize, .. } => {
-                    let spec = specs[self.source_of(i)?].clone();
-                    if !quantize.is_weights_only() && !matches!(spec.arch, ZooArch::Core(_)) {
-                        bail!(
-                            "stages[{i}] ({}): the int8 integer path runs opt-core's mlp, lenet5 \
-                             and cnn; {} is not one of them. Quantize its weights only \
-                             (weights_only = true) or choose another model",
-                            stage_name(stage),
-                            spec.describe()
-                        );
+                    for (k, step) in trial.iter().enumerate() {
+                        check_step(step, &format!("stages[{i}].trial[{k}]"), &start).map_err(at)?;
                     }
+                    crate::tune_keys::check(f, tune, trial, &start, &format!("stages[{i}]"))
+                        .map_err(at)?;
+                    start
+                }
+                step => {
+                    let spec = specs[self.source_of(i)?].clone();
+                    check_step(step, &format!("stages[{i}]"), &spec).map_err(at)?;
                     spec
                 }
             };
@@ -293,8 +288,18 @@ impl Pipeline {
     pub fn source_of(&self, i: usize) -> Result<usize> {
         let stages = &self.file.stages;
         match &stages[i] {
+            StageSection::Tune { trial, from, .. } => match (trial.first(), from) {
+                (
+                    None
+                    | Some(StageSection::Distill {
+                        student: Some(_), ..
+                    }),
+                    _,
+                ) => Ok(i),
+                (Some(_), None) => Ok(i - 1),
+                (Some(_), Some(from)) => self.earlier(i, "from", from),
+            },
             StageSection::Baseline { .. }
-            | StageSection::Tune { .. }
             | StageSection::Distill {
                 student: Some(_), ..
             } => Ok(i),
@@ -329,10 +334,55 @@ impl Pipeline {
             })
     }
 
+    /// Whether stage `i` runs steps on an input model: a prune, quantize or distill stage, or
+    /// a tune stage with `[[stages.trial]]`.
+    pub fn runs_steps(&self, i: usize) -> bool {
+        match &self.file.stages[i] {
+            StageSection::Baseline { .. } => false,
+            StageSection::Tune { trial, .. } => !trial.is_empty(),
+            _ => true,
+        }
+    }
+
+    /// Stage `i`'s distill settings: the stage itself, or the distill step of a tune stage's
+    /// trials.
+    pub fn distill_step(&self, i: usize) -> Option<&StageSection> {
+        match &self.file.stages[i] {
+            s @ StageSection::Distill { .. } => Some(s),
+            StageSection::Tune { trial, .. } => trial
+                .iter()
+                .find(|s| matches!(s, StageSection::Distill { .. })),
+            _ => None,
+        }
+    }
+
+    /// What produced stage `j`'s model: the stage itself, or the last step of a tune stage's
+    /// trials.
+    pub fn output_section(&self, j: usize) -> &StageSection {
+        match &self.file.stages[j] {
+            StageSection::Tune { trial, .. } if !trial.is_empty() => &trial[trial.len() - 1],
+            s => s,
+        }
+    }
+
+    /// What produced the input of stage `i`'s distill step: the step before it in a tune
+    /// stage's trials, or the source stage's output.
+    pub fn step_input_section(&self, i: usize) -> Result<&StageSection> {
+        if let StageSection::Tune { trial, .. } = &self.file.stages[i]
+            && let Some(k) = trial
+                .iter()
+                .position(|s| matches!(s, StageSection::Distill { .. }))
+            && k > 0
+        {
+            return Ok(&trial[k - 1]);
+        }
+        Ok(self.output_section(self.source_of(i)?))
+    }
+
     /// Where a distill stage's teacher comes from: an earlier stage's index, or a saved model
     /// folder (resolved against the config file's directory).
     pub fn teacher_of(&self, i: usize) -> Result<TeacherSource> {
-        match &self.file.stages[i] {
+        match self.distill_step(i).unwrap_or(&self.file.stages[i]) {
             StageSection::Distill {
                 teacher_model: Some(dir),
                 ..
@@ -480,8 +530,11 @@ fn validate(path: &Path, mut file: PipelineFile, ov: Overrides) -> Result<Pipeli
                     );
                 }
             }
-            StageSection::Tune { tune, .. } => {
+            StageSection::Tune {
+                tune, trial, from, ..
+            } => {
                 tune.check(&format!("stages[{i}].tune"), file.train.epochs as u32)?;
+                check_trial_steps(i, trial, from.is_some(), tune)?;
             }
             StageSection::Baseline { .. } => {}
         }
@@ -512,11 +565,115 @@ fn validate(path: &Path, mut file: PipelineFile, ov: Overrides) -> Result<Pipeli
     };
     for i in 0..p.file.stages.len() {
         p.source_of(i)?;
-        if matches!(p.file.stages[i], StageSection::Distill { .. }) {
+        if p.distill_step(i).is_some() {
             p.teacher_of(i)?;
         }
     }
     Ok(p)
+}
+
+/// Checks a prune, quantize or distill step's settings against the model it will run on
+/// (`prefix` names the step, for example `stages[2]` or `stages[2].trial[0]`): a structured
+/// prune on a family without channel groups, or the int8 integer path on a model it cannot
+/// run, is refused here, before any training.
+pub fn check_step(step: &StageSection, prefix: &str, spec: &ModelSpec<ZooArch>) -> Result<()> {
+    match step {
+        StageSection::Prune { prune, .. } => {
+            opt_prune::check_config(spec, prune, &format!("{prefix}.prune"))?;
+        }
+        StageSection::Quantize { quantize, .. } => {
+            quantize.validate(&format!("{prefix}.quantize"))?;
+            if !quantize.is_weights_only() && !matches!(spec.arch, ZooArch::Core(_)) {
+                bail!(
+                    "the int8 integer path runs opt-core's mlp, lenet5 and cnn; {} is not one of \
+                     them. Quantize its weights only (weights_only = true) or choose another model",
+                    spec.describe()
+                );
+            }
+        }
+        StageSection::Distill { distill, .. } => distill.validate(&format!("{prefix}.distill"))?,
+        StageSection::Baseline { .. } | StageSection::Tune { .. } => {
+            bail!("{prefix}: only prune, quantize and distill run as steps on a model")
+        }
+    }
+    Ok(())
+}
+
+/// The structure of a tune stage's `[[stages.trial]]`: prune, quantize and distill steps, at
+/// most one of each, without names or sources of their own.
+fn check_trial_steps(
+    i: usize,
+    trial: &[StageSection],
+    has_from: bool,
+    tune: &opt_tune::TuneConfig,
+) -> Result<()> {
+    if trial.is_empty() {
+        if has_from {
+            bail!(
+                "stages[{i}].from is set but the stage has no [[stages.trial]] steps; trials \
+                 that train [model] start from scratch. Add steps (prune, quantize, distill) or \
+                 remove `from`"
+            );
+        }
+        return Ok(());
+    }
+    let mut kinds = Vec::new();
+    for (k, step) in trial.iter().enumerate() {
+        let at = format!("stages[{i}].trial[{k}]");
+        let kind = crate::stage_run::step_kind(step);
+        let (name, from) = match step {
+            StageSection::Prune { name, from, .. } | StageSection::Quantize { name, from, .. } => {
+                (name, from)
+            }
+            StageSection::Distill {
+                name,
+                from,
+                student,
+                teacher,
+                teacher_model,
+                ..
+            } => {
+                if student.is_some() && k > 0 {
+                    bail!(
+                        "{at}.student: a fresh student can only be the first step (this step \
+                         would discard the model of step {}); move the distill step first or \
+                         remove `student`",
+                        k - 1
+                    );
+                }
+                if teacher.is_some() && teacher_model.is_some() {
+                    bail!("{at}: `teacher` and `teacher_model` are both set; name one");
+                }
+                (name, from)
+            }
+            StageSection::Baseline { .. } | StageSection::Tune { .. } => bail!(
+                "{at}.kind = \"{kind}\": a trial runs prune, quantize and distill steps; \
+                 baseline and tune are stages of their own"
+            ),
+        };
+        if name.is_some() || from.is_some() {
+            bail!(
+                "{at}: a trial step has no `name` or `from` of its own; set `from` on the tune \
+                 stage (the steps run in order, each on the previous one's model)"
+            );
+        }
+        if kinds.contains(&kind) {
+            bail!(
+                "{at}.kind = \"{kind}\": a trial runs at most one {kind} step (its dimensions \
+                 are named `{kind}.<key>`)"
+            );
+        }
+        kinds.push(kind);
+    }
+    if tune.early_stopping.kind != opt_tune::pruner::EarlyStoppingKind::None {
+        bail!(
+            "stages[{i}].tune.early_stopping.kind = {:?}: early stopping needs a validation \
+             accuracy per epoch, and trials of prune/quantize/distill steps report only their \
+             final value; set early_stopping = {{ kind = \"none\" }}",
+            format!("{:?}", tune.early_stopping.kind).to_lowercase()
+        );
+    }
+    Ok(())
 }
 
 /// The candidate name of a stage.

@@ -115,3 +115,85 @@ fn shipped_configs_are_valid() {
     }
     assert!(seen >= 4, "{seen} configs");
 }
+
+#[test]
+fn tune_trial_steps_are_checked() {
+    let tune = |extra: &str| {
+        format!(
+            "{MIN}[[stages]]\nkind = \"tune\"\n{extra}\n[stages.tune]\nspace = {{ \"prune.target\" = {{ float = [0.3, 0.8] }} }}\n"
+        )
+    };
+    let err = |text: String| {
+        let f = parse(&text).unwrap();
+        format!(
+            "{:#}",
+            validate(Path::new("c.toml"), f, Overrides::default()).unwrap_err()
+        )
+    };
+    // A valid chain: prune then quantize, from the baseline; its source and specs resolve.
+    let ok = tune(
+        "from = \"baseline\"\n[[stages.trial]]\nkind = \"prune\"\n[[stages.trial]]\nkind = \"quantize\"",
+    );
+    let p = validate(
+        Path::new("c.toml"),
+        parse(&ok).unwrap(),
+        Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(p.source_of(1).unwrap(), 0);
+    assert!(p.runs_steps(1));
+    let input = InputShape {
+        channels: 1,
+        height: 28,
+        width: 28,
+    };
+    assert_eq!(p.stage_specs(input).unwrap().len(), 2);
+    for (extra, want) in [
+        (
+            "[[stages.trial]]\nkind = \"baseline\"",
+            "trial[0].kind = \"baseline\"",
+        ),
+        (
+            "[[stages.trial]]\nkind = \"prune\"\nname = \"p\"",
+            "trial[0]: a trial step has no `name` or `from`",
+        ),
+        (
+            "[[stages.trial]]\nkind = \"prune\"\n[[stages.trial]]\nkind = \"prune\"",
+            "trial[1].kind = \"prune\": a trial runs at most one prune step",
+        ),
+        (
+            "from = \"baseline\"",
+            "stages[1].from is set but the stage has no [[stages.trial]]",
+        ),
+        (
+            "[[stages.trial]]\nkind = \"prune\"\n[[stages.trial]]\nkind = \"distill\"\nstudent = { arch = \"mlp\" }",
+            "trial[1].student: a fresh student can only be the first step",
+        ),
+        (
+            "from = \"nope\"\n[[stages.trial]]\nkind = \"prune\"",
+            "stages[1].from = \"nope\": no earlier stage",
+        ),
+    ] {
+        let e = err(tune(extra));
+        assert!(e.contains(want), "{extra}: {e}");
+    }
+    let es = ok.replace(
+        "[stages.tune]\n",
+        "[stages.tune]\nearly_stopping = { kind = \"median\" }\n",
+    );
+    let e = err(es);
+    assert!(
+        e.contains("early_stopping.kind = \"median\": early stopping needs"),
+        "{e}"
+    );
+    // Dimensions are checked against the steps before anything runs.
+    let bad = ok.replace("[0.3, 0.8]", "[0.3, 1.5]");
+    let p = validate(
+        Path::new("c.toml"),
+        parse(&bad).unwrap(),
+        Overrides::default(),
+    )
+    .unwrap();
+    let e = format!("{:#}", p.stage_specs(input).unwrap_err());
+    assert!(e.contains("space.\"prune.target\" = 1.5"), "{e}");
+}

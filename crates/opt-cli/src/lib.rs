@@ -22,6 +22,7 @@ pub mod prune_cmd;
 pub mod quant_stage;
 pub mod quantize_cmd;
 pub mod sampler_bench;
+pub mod stage_run;
 pub mod tune_cmd;
 pub mod tune_keys;
 pub mod tune_stage;

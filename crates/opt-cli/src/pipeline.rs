@@ -7,9 +7,9 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use burn::tensor::backend::AutodiffBackend;
 use opt_arch::{ZooArch, ZooModel};
-use opt_core::artifact::{ModelMeta, TestDataRef, WeightsFormat, load_model, save_model_as};
+use opt_core::artifact::{ModelMeta, TestDataRef, WeightsFormat, load_model};
 use opt_core::data::{Batcher, FASHION_MNIST_CLASSES, Normalization};
-use opt_core::eval::{Platform, measure};
+use opt_core::eval::Platform;
 use opt_core::fsutil::{write_atomic, write_json_atomic};
 use opt_core::model::{InputShape, ModelSpec};
 use opt_core::report::{Candidate, PipelineReport};
@@ -17,7 +17,7 @@ use opt_core::train::{DefaultHooks, TrainData, seed_backend, train};
 
 use crate::backend::{BackendKind, BackendTask};
 use crate::config::{Pipeline, StageSection, TeacherSource, stage_name};
-use crate::quant_stage::{QuantStageInput, run_quantize};
+use crate::stage_run::{StepContext, StepOutput, run_step, save_and_measure};
 
 /// Checks that the run directory can be used: an existing file there is an error, never replaced.
 pub fn prepare_out_dir(out: &Path) -> Result<()> {
@@ -51,13 +51,13 @@ fn check_distill_stages<B: AutodiffBackend>(
     let mut teachers = Vec::new();
     teachers.resize_with(p.file.stages.len(), || None);
     for (i, stage) in p.file.stages.iter().enumerate() {
-        let StageSection::Distill {
+        let Some(StageSection::Distill {
             distill, student, ..
-        } = stage
+        }) = p.distill_step(i)
         else {
             continue;
         };
-        let src = &p.file.stages[p.source_of(i)?];
+        let src = p.step_input_section(i)?;
         let undone = match src {
             StageSection::Quantize { .. } => {
                 Some("a quantized model (training it in float would lose its quantization)")
@@ -174,201 +174,95 @@ impl BackendTask for RunPipeline {
         let mut candidates = Vec::new();
         // Every stage's output model, so later stages can start from any earlier one.
         let mut models: Vec<(ModelSpec<ZooArch>, ZooModel<B::InnerBackend>)> = Vec::new();
+        let ctx = StepContext::<B> {
+            data,
+            train: &f.train,
+            test: &splits.test,
+            measure: f.report.measure(),
+            platform,
+            meta: &meta,
+            device: &device,
+        };
         for (i, (stage, spec)) in f.stages.iter().zip(&specs).enumerate() {
             let name = stage_name(stage).to_string();
             let dir = p.out.join(&name);
             let _span = tracing::info_span!("stage", name = %name).entered();
-            // Saves a float candidate and measures it as reloaded from disk.
-            let save_and_measure = |spec: &ModelSpec<ZooArch>,
-                                    model: &ZooModel<B::InnerBackend>,
-                                    format: WeightsFormat|
-             -> Result<opt_core::eval::EvalReport> {
-                let saved = save_model_as(&dir, &meta(spec, format), model, format)?;
-                Ok(measure(
-                    model,
-                    spec,
-                    &saved,
-                    &splits.test,
-                    &batcher,
-                    &f.report.measure(),
-                    platform,
-                    &device,
-                ))
+            let teacher = match &teachers[i] {
+                Some(StageTeacher::Saved(norm, model)) => Some((&**model, *norm)),
+                Some(StageTeacher::Stage(j)) => Some((&models[*j].1, batcher.norm)),
+                None => None,
             };
-            let (kind, method, bits, out_spec, model, eval, train_report, details, summary) =
-                match stage {
-                    StageSection::Baseline { .. } => {
-                        tracing::info!(model = %spec.describe(), params = spec.params(), macs = spec.macs(), "training");
-                        seed_backend::<B>(&device, f.train.seed);
-                        let model = spec.init::<B>(&device);
-                        let (model, train_report) =
-                            train(model, data, &f.train, &device, &mut DefaultHooks);
-                        let eval = save_and_measure(spec, &model, WeightsFormat::Dense)?;
-                        (
-                            "baseline",
-                            None,
-                            None,
-                            spec.clone(),
-                            model,
-                            eval,
-                            Some(train_report),
-                            None,
-                            Vec::new(),
-                        )
+            // The model a step starts from: an earlier stage's, or a fresh student.
+            let fresh;
+            let start = if !p.runs_steps(i) {
+                None
+            } else if p.source_of(i)? == i {
+                seed_backend::<B>(&device, f.train.seed);
+                fresh = burn::module::AutodiffModule::valid(&spec.init::<B>(&device));
+                Some((spec, &fresh))
+            } else {
+                let (s, m) = &models[p.source_of(i)?];
+                Some((s, m))
+            };
+            let out: StepOutput<B::InnerBackend> = match stage {
+                StageSection::Baseline { .. } => {
+                    tracing::info!(model = %spec.describe(), params = spec.params(), macs = spec.macs(), "training");
+                    seed_backend::<B>(&device, f.train.seed);
+                    let model = spec.init::<B>(&device);
+                    let (model, train_report) =
+                        train(model, data, &f.train, &device, &mut DefaultHooks);
+                    let eval = save_and_measure(&ctx, &dir, spec, &model, WeightsFormat::Dense)?;
+                    StepOutput {
+                        kind: "baseline",
+                        method: None,
+                        bits: None,
+                        spec: spec.clone(),
+                        model,
+                        eval,
+                        valid_accuracy: train_report.best_val_accuracy,
+                        train: Some(train_report),
+                        details: serde_json::Value::Null,
+                        summary: Vec::new(),
                     }
-                    StageSection::Prune { prune, .. } => {
-                        let (src_spec, src_model) = &models[p.source_of(i)?];
-                        tracing::info!(model = %src_spec.describe(), macs = src_spec.macs(), "pruning");
-                        seed_backend::<B>(&device, f.train.seed);
-                        let out = opt_prune::prune_model::<B, ZooArch>(
-                            src_spec, src_model, prune, data, &f.train, &device,
-                        )
-                        .with_context(|| format!("stage {name}"))?;
-                        let eval = save_and_measure(&out.spec, &out.model, out.weights_format)?;
-                        (
-                            "prune",
-                            None,
-                            None,
-                            out.spec,
-                            out.model,
-                            eval,
-                            out.train,
-                            Some(serde_json::to_value(&out.report)?),
-                            out.report.summary(),
-                        )
-                    }
-                    StageSection::Quantize { quantize, .. } => {
-                        let (src_spec, src_model) = &models[p.source_of(i)?];
-                        tracing::info!(model = %src_spec.describe(), method = quantize.method.name(), bits = quantize.bits, "quantizing");
-                        seed_backend::<B>(&device, f.train.seed);
-                        let out = run_quantize::<B>(
-                            QuantStageInput {
-                                dir: &dir,
-                                spec: src_spec,
-                                model: src_model,
-                                meta: meta(src_spec, WeightsFormat::Quant),
-                                data,
-                                train: &f.train,
-                                test: &splits.test,
-                                measure: f.report.measure(),
-                                platform,
-                            },
-                            quantize,
-                            &device,
-                        )
-                        .with_context(|| format!("stage {name}"))?;
-                        (
-                            "quantize",
-                            Some(quantize.method.name().to_string()),
-                            Some(quantize.bits),
-                            src_spec.clone(),
-                            out.model,
-                            out.eval,
-                            out.train,
-                            Some(serde_json::to_value(&out.details)?),
-                            out.summary,
-                        )
-                    }
-                    StageSection::Distill {
-                        distill: dcfg,
-                        student,
-                        ..
-                    } => {
-                        let src = p.source_of(i)?;
-                        let (teacher_model, teacher_norm) = match &teachers[i] {
-                            Some(StageTeacher::Saved(norm, model)) => (&**model, *norm),
-                            Some(StageTeacher::Stage(j)) => (&models[*j].1, batcher.norm),
-                            None => bail!("stage {name}: its teacher was not checked"),
-                        };
-                        seed_backend::<B>(&device, f.train.seed);
-                        let (student_spec, student_model) = if student.is_some() {
-                            (
-                                spec.clone(),
-                                burn::module::AutodiffModule::valid(&spec.init::<B>(&device)),
-                            )
-                        } else {
-                            models[src].clone()
-                        };
-                        tracing::info!(student = %student_spec.describe(), macs = student_spec.macs(), "distilling");
-                        let (model, report) = opt_distill::distill::<B, _, _>(
-                            &student_model,
-                            opt_distill::TeacherInput {
-                                model: teacher_model,
-                                normalization: teacher_norm,
-                            },
-                            data,
-                            &f.train,
-                            dcfg,
-                            &device,
-                        )
-                        .with_context(|| format!("stage {name}"))?;
-                        let eval = save_and_measure(&student_spec, &model, WeightsFormat::Dense)?;
-                        let method = match (dcfg.alpha > 0.0, dcfg.hints.is_empty()) {
-                            (true, true) => "kd",
-                            (true, false) => "kd+hints",
-                            (false, false) => "hints",
-                            (false, true) => "labels only",
-                        };
-                        (
-                            "distill",
-                            Some(method.to_string()),
-                            None,
-                            student_spec,
-                            model,
-                            eval,
-                            Some(report.train.clone()),
-                            Some(serde_json::to_value(&report)?),
-                            report.summary(),
-                        )
-                    }
-                    StageSection::Tune { tune, .. } => {
-                        let meta_of = |s: &ModelSpec<ZooArch>| meta(s, WeightsFormat::Dense);
-                        let inp = crate::tune_stage::TuneInput {
-                            file: f,
-                            tune,
-                            index: i,
-                            dir: &dir,
-                            data,
-                            test: &splits.test,
-                            input,
-                            meta: &meta_of,
-                            measure: f.report.measure(),
-                            platform,
-                        };
-                        let study = tune.study.clone().unwrap_or_else(|| name.clone());
-                        let out = crate::tune_stage::run_tune::<B>(&inp, &study, &p.out, &device)
-                            .with_context(|| format!("stage {name}"))?;
-                        let eval = save_and_measure(&out.spec, &out.model, WeightsFormat::Dense)?;
-                        let summary = out.report.summary();
-                        (
-                            "tune",
-                            Some(format!("{:?}", tune.sampler.kind).to_lowercase()),
-                            None,
-                            out.spec,
-                            out.model,
-                            eval,
-                            out.train,
-                            Some(serde_json::to_value(&out.report)?),
-                            summary,
-                        )
-                    }
-                };
+                }
+                StageSection::Tune { tune, trial, .. } => {
+                    let inp = crate::tune_stage::TuneInput {
+                        file: f,
+                        tune,
+                        steps: trial,
+                        index: i,
+                        dir: &dir,
+                        ctx: &ctx,
+                        input,
+                        start,
+                        teacher,
+                    };
+                    let study = tune.study.clone().unwrap_or_else(|| name.clone());
+                    crate::tune_stage::run_tune::<B>(&inp, &study, &p.out)
+                        .with_context(|| format!("stage {name}"))?
+                }
+                step => {
+                    let start = start.context("a step's input model")?;
+                    run_step(&ctx, step, &dir, start, teacher)
+                        .with_context(|| format!("stage {name}"))?
+                }
+            };
             let candidate = Candidate {
                 name: name.clone(),
-                stage: kind.into(),
-                method,
-                bits,
+                stage: out.kind.into(),
+                method: out.method,
+                bits: out.bits,
                 model_dir: name.clone(),
-                arch: out_spec.describe(),
-                eval,
-                train: train_report,
-                details,
-                summary,
+                arch: out.spec.describe(),
+                eval: out.eval,
+                train: out.train,
+                details: (!out.details.is_null()).then_some(out.details),
+                summary: out.summary,
             };
             write_json_atomic(&dir.join("report.json"), &candidate)?;
             tracing::info!(accuracy = candidate.eval.accuracy, "candidate measured");
             candidates.push(candidate);
-            models.push((out_spec, model));
+            models.push((out.spec, out.model));
         }
         let report = PipelineReport {
             report_version: 1,

@@ -55,6 +55,8 @@ pub struct QuantStageOutput<B: burn::tensor::backend::Backend> {
     pub model: ZooModel<B>,
     /// The quantized model as measured.
     pub eval: EvalReport,
+    /// Its validation accuracy (the integer path's for int8 models).
+    pub valid_accuracy: f64,
     /// The QAT fine-tuning.
     pub train: Option<TrainReport>,
     /// For report.json.
@@ -173,6 +175,7 @@ pub fn run_quantize<B: AutodiffBackend>(
         )];
         summary.extend(fallback.as_ref().map(fallback_line));
         return Ok(QuantStageOutput {
+            valid_accuracy: float_accuracy(&reloaded),
             model: reloaded,
             eval,
             train: None,
@@ -262,6 +265,7 @@ pub fn run_quantize<B: AutodiffBackend>(
     }
     summary.extend(fallback.as_ref().map(fallback_line));
     Ok(QuantStageOutput {
+        valid_accuracy: accuracy(&q, data.valid, 256, threads).0,
         model: float_model,
         eval,
         train: qat.map(|r| r.train),

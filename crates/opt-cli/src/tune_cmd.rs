@@ -73,7 +73,10 @@ pub fn prepare(args: &TuneArgs) -> Result<config::Pipeline> {
         ),
     };
     let mut stage = p.file.stages[index].clone();
-    let StageSection::Tune { name, tune } = &mut stage else {
+    let StageSection::Tune {
+        name, tune, trial, ..
+    } = &mut stage
+    else {
         unreachable!("filtered")
     };
     if let Some(study) = &args.study {
@@ -107,6 +110,17 @@ pub fn prepare(args: &TuneArgs) -> Result<config::Pipeline> {
             );
         }
     }
-    p.file.stages = vec![stage];
+    if trial.is_empty() {
+        p.file.stages = vec![stage];
+    } else {
+        // Trials with steps start from an earlier stage's model: the stages before this one
+        // run first (in every worker), then the study.
+        tracing::info!(
+            stages = index,
+            "the trials start from an earlier stage's model; running the stages before it first"
+        );
+        p.file.stages.truncate(index);
+        p.file.stages.push(stage);
+    }
     Ok(p)
 }

@@ -1,8 +1,9 @@
-//! The `tune` stage: a study whose trials each train the pipeline's `[model]` with `[train]`
-//! overridden by the trial's parameters, report validation accuracy per epoch (so early
-//! stopping can end them), and are measured like every candidate. The best trial (one
-//! objective) or the most accurate trial of the Pareto front (several) becomes the stage's
-//! candidate; the report lists every trial.
+//! The `tune` stage: a study whose trials each either train the pipeline's `[model]` with
+//! `[train]` overridden by the trial's parameters (reporting validation accuracy per epoch, so
+//! early stopping can end them), or run the stage's prune/quantize/distill steps on an
+//! earlier stage's model with the trial's settings. Every trial is saved and measured like a
+//! candidate. The best trial (one objective) or the most accurate trial of the Pareto front
+//! (several) becomes the stage's candidate; the report lists every trial.
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -11,42 +12,43 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use burn::tensor::backend::AutodiffBackend;
 use opt_arch::{ZooArch, ZooModel};
-use opt_core::artifact::{ModelMeta, WeightsFormat, load_model, save_model_as};
-use opt_core::data::ImageDataset;
-use opt_core::eval::{EvalReport, MeasureConfig, Platform, measure};
+use opt_core::artifact::{WeightsFormat, load_model};
+use opt_core::eval::EvalReport;
 use opt_core::fsutil::write_json_atomic;
 use opt_core::model::{InputShape, ModelSpec};
-use opt_core::train::{EpochStats, TrainData, TrainHooks, TrainReport, seed_backend, train};
+use opt_core::train::{EpochStats, TrainHooks, TrainReport, seed_backend, train};
 use opt_tune::study::{Outcome, Reporter, Study, WorkerConfig};
 use opt_tune::trial::{Trial, TrialState};
 use opt_tune::{TuneConfig, pareto};
 use serde::{Deserialize, Serialize};
 
-use crate::config::PipelineFile;
-use crate::tune_keys::apply;
+use crate::config::{PipelineFile, StageSection};
+use crate::stage_run::{
+    StepContext, StepOutput, TeacherRef, run_step, save_and_measure, step_kind,
+};
+use crate::tune_keys::{TrialSettings, apply, trial_spec};
 
 /// What a tune stage needs from the pipeline.
-pub struct TuneInput<'a> {
+pub struct TuneInput<'a, B: AutodiffBackend> {
     /// The pipeline file (its `[model]` and `[train]` are the trials' starting point).
     pub file: &'a PipelineFile,
     /// The stage's settings.
     pub tune: &'a TuneConfig,
+    /// The steps every trial runs (`[[stages.trial]]`); empty: trials train `[model]`.
+    pub steps: &'a [StageSection],
     /// The stage's index (for error messages).
     pub index: usize,
     /// The stage's folder.
     pub dir: &'a Path,
-    /// Training and validation data.
-    pub data: TrainData<'a>,
-    /// The test split (trials are measured on it; it never selects anything).
-    pub test: &'a ImageDataset,
+    /// Data, `[train]`, measurement settings, device (the test split only measures; it never
+    /// selects anything).
+    pub ctx: &'a StepContext<'a, B>,
     /// Image shape.
     pub input: InputShape,
-    /// Metadata of a saved model of `spec`.
-    pub meta: &'a dyn Fn(&ModelSpec<ZooArch>) -> ModelMeta<ZooArch>,
-    /// Measurement settings.
-    pub measure: MeasureConfig,
-    /// Backend and device names.
-    pub platform: Platform<'a>,
+    /// The model the steps start from (trials with steps).
+    pub start: Option<(&'a ModelSpec<ZooArch>, &'a ZooModel<B::InnerBackend>)>,
+    /// A distill step's teacher.
+    pub teacher: Option<TeacherRef<'a, B::InnerBackend>>,
 }
 
 /// One trial in the report.
@@ -104,6 +106,19 @@ pub struct TuneReport {
     pub epochs_run: u64,
     /// See `epochs_run`.
     pub epochs_budget: u64,
+    /// Trials with steps: what each step of the chosen trial did when it was run again into
+    /// the stage's folder (kind and that step's report).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chosen_steps: Vec<ChosenStep>,
+}
+
+/// One step of the chosen trial, as run into the stage's folder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChosenStep {
+    /// `prune`, `quantize` or `distill`.
+    pub kind: String,
+    /// The step's report (as a stage of that kind writes it).
+    pub details: serde_json::Value,
 }
 
 impl TuneReport {
@@ -111,17 +126,24 @@ impl TuneReport {
     pub fn summary(&self) -> Vec<String> {
         let count = |s: TrialState| self.trials.iter().filter(|t| t.state == s).count();
         let saved = 1.0 - self.epochs_run as f64 / self.epochs_budget.max(1) as f64;
+        let epochs = if self.early_stopping.kind == opt_tune::pruner::EarlyStoppingKind::None {
+            format!("{} epochs trained, no early stopping", self.epochs_run)
+        } else {
+            format!(
+                "{} of {} epochs trained ({:.0}% saved by early stopping)",
+                self.epochs_run,
+                self.epochs_budget,
+                100.0 * saved
+            )
+        };
         let mut out = vec![format!(
-            "study {} in {}: {} trials ({} complete, {} pruned, {} failed); {} of {} epochs trained ({:.0}% saved by early stopping)",
+            "study {} in {}: {} trials ({} complete, {} pruned, {} failed); {epochs}",
             self.study,
             self.storage,
             self.trials.len(),
             count(TrialState::Complete),
             count(TrialState::Pruned),
             count(TrialState::Failed),
-            self.epochs_run,
-            self.epochs_budget,
-            100.0 * saved
         )];
         let label = if self.objectives.len() > 1 {
             "Pareto front"
@@ -188,22 +210,16 @@ fn trial_dir(dir: &Path, number: u64) -> PathBuf {
     dir.join("trials").join(format!("{number:05}"))
 }
 
-/// Trains one trial; `Err(outcome)` when it was pruned or failed.
+/// Trains one trial that trains `[model]`; `Err(outcome)` when it was pruned or failed.
 fn train_trial<B: AutodiffBackend>(
-    inp: &TuneInput<'_>,
-    trial: &Trial,
+    inp: &TuneInput<'_, B>,
+    settings: &TrialSettings,
     reporter: Option<&mut Reporter<'_>>,
     report_accuracy: bool,
-    device: &B::Device,
 ) -> Result<std::result::Result<Trained<B::InnerBackend>, Outcome>> {
-    let (train_cfg, arch) = apply(inp.file, &trial.params)?;
-    let spec = ModelSpec {
-        input: inp.input,
-        classes: inp.file.data.classes,
-        arch: arch.resolve(inp.input)?,
-    };
-    spec.validate()?;
-    seed_backend::<B>(device, train_cfg.seed);
+    let device = inp.ctx.device;
+    let spec = trial_spec(inp.file, settings, inp.input)?;
+    seed_backend::<B>(device, settings.train.seed);
     let model = spec.init::<B>(device);
     let mut hook = TrialHook {
         reporter,
@@ -211,7 +227,7 @@ fn train_trial<B: AutodiffBackend>(
         pruned: false,
         diverged: None,
     };
-    let (model, report) = train(model, inp.data, &train_cfg, device, &mut hook);
+    let (model, report) = train(model, inp.ctx.data, &settings.train, device, &mut hook);
     if let Some(why) = hook.diverged {
         return Ok(Err(Outcome::Failed(why)));
     }
@@ -225,38 +241,80 @@ fn train_trial<B: AutodiffBackend>(
     }))
 }
 
-/// Saves and measures a trained trial; its metrics.
-fn measure_trial<B: AutodiffBackend>(
-    inp: &TuneInput<'_>,
-    t: &Trained<B::InnerBackend>,
-    dir: &Path,
-    device: &B::Device,
-) -> Result<(EvalReport, BTreeMap<String, f64>)> {
-    let saved = save_model_as(dir, &(inp.meta)(&t.spec), &t.model, WeightsFormat::Dense)?;
-    write_json_atomic(&dir.join("train.json"), &t.train)?;
-    let eval = measure(
-        &t.model,
-        &t.spec,
-        &saved,
-        inp.test,
-        &inp.data.batcher,
-        &inp.measure,
-        inp.platform,
-        device,
-    );
-    let metrics = BTreeMap::from([
-        ("accuracy".to_string(), t.train.best_val_accuracy),
+/// The metrics of a measured model: validation `accuracy` (the objective), the test split's
+/// `test_accuracy`, and the measured costs.
+fn metrics_of(valid_accuracy: f64, eval: &EvalReport) -> BTreeMap<String, f64> {
+    BTreeMap::from([
+        ("accuracy".to_string(), valid_accuracy),
         ("test_accuracy".to_string(), eval.accuracy),
         ("latency_ms".to_string(), eval.latency_b1_ms_p50),
         ("latency_p95_ms".to_string(), eval.latency_b1_ms_p95),
         ("throughput".to_string(), eval.throughput_per_s),
         ("size_bytes".to_string(), eval.size_bytes as f64),
         ("params".to_string(), eval.params as f64),
+        ("nonzero_params".to_string(), eval.nonzero_params as f64),
         ("macs".to_string(), eval.macs as f64),
-        ("epochs".to_string(), t.train.epochs.len() as f64),
-        ("train_seconds".to_string(), t.train.seconds),
-    ]);
-    Ok((eval, metrics))
+    ])
+}
+
+/// Saves and measures a trained trial; its metrics.
+fn measure_trial<B: AutodiffBackend>(
+    inp: &TuneInput<'_, B>,
+    t: &Trained<B::InnerBackend>,
+    dir: &Path,
+) -> Result<BTreeMap<String, f64>> {
+    let eval = save_and_measure(inp.ctx, dir, &t.spec, &t.model, WeightsFormat::Dense)?;
+    write_json_atomic(&dir.join("train.json"), &t.train)?;
+    let mut metrics = metrics_of(t.train.best_val_accuracy, &eval);
+    metrics.insert("epochs".into(), t.train.epochs.len() as f64);
+    metrics.insert("train_seconds".into(), t.train.seconds);
+    Ok(metrics)
+}
+
+/// Runs a trial's steps in order, each on the previous one's model: the last into `dir`,
+/// the others into `dir/steps/<k>-<kind>/`. Returns every step's output.
+fn run_steps<B: AutodiffBackend>(
+    inp: &TuneInput<'_, B>,
+    settings: &TrialSettings,
+    dir: &Path,
+) -> Result<Vec<StepOutput<B::InnerBackend>>> {
+    let Some((spec, model)) = inp.start else {
+        bail!("the trials' steps have no input model");
+    };
+    let ctx = StepContext::<B> {
+        train: &settings.train,
+        ..*inp.ctx
+    };
+    let mut outs: Vec<StepOutput<B::InnerBackend>> = Vec::new();
+    for (k, step) in settings.steps.iter().enumerate() {
+        let step_dir = if k + 1 == settings.steps.len() {
+            dir.to_path_buf()
+        } else {
+            dir.join("steps").join(format!("{k}-{}", step_kind(step)))
+        };
+        let input = match outs.last() {
+            Some(o) => (&o.spec, &o.model),
+            None => (spec, model),
+        };
+        let out = run_step(&ctx, step, &step_dir, input, inp.teacher)?;
+        outs.push(out);
+    }
+    Ok(outs)
+}
+
+/// The metrics of a trial's steps (the last one's model; epochs summed over the steps).
+fn steps_metrics<B: burn::tensor::backend::Backend>(
+    outs: &[StepOutput<B>],
+) -> BTreeMap<String, f64> {
+    let last = outs.last().expect("a trial has at least one step");
+    let mut metrics = metrics_of(last.valid_accuracy, &last.eval);
+    let trained = outs.iter().filter_map(|o| o.train.as_ref());
+    metrics.insert(
+        "epochs".into(),
+        trained.clone().map(|t| t.epochs.len() as f64).sum(),
+    );
+    metrics.insert("train_seconds".into(), trained.map(|t| t.seconds).sum());
+    metrics
 }
 
 /// Where the study lives: a relative SQLite path is taken inside the run directory.
@@ -300,25 +358,14 @@ pub fn check_storages(p: &crate::config::Pipeline) -> Result<()> {
     Ok(())
 }
 
-/// The stage's result: the chosen trial's model, its spec, training report and the study.
-pub struct TuneOutput<B: burn::tensor::backend::Backend> {
-    /// Chosen trial's spec.
-    pub spec: ModelSpec<ZooArch>,
-    /// Its model.
-    pub model: ZooModel<B>,
-    /// Its training.
-    pub train: Option<TrainReport>,
-    /// The study.
-    pub report: TuneReport,
-}
-
-/// Runs the study (until it holds `tune.trials` trials) and picks the candidate.
+/// Runs the study (until it holds `tune.trials` trials) and makes the chosen trial the
+/// stage's candidate in the stage's folder: a trained model is copied from its trial folder
+/// (or trained again when another worker ran it elsewhere), steps are run again into it.
 pub fn run_tune<B: AutodiffBackend>(
-    inp: &TuneInput<'_>,
+    inp: &TuneInput<'_, B>,
     study_name: &str,
     out: &Path,
-    device: &B::Device,
-) -> Result<TuneOutput<B::InnerBackend>> {
+) -> Result<StepOutput<B::InnerBackend>> {
     let prefix = format!("stages[{}].tune", inp.index);
     let checked = inp.tune.check(&prefix, inp.file.train.epochs as u32)?;
     let url = storage_url(inp.tune, out);
@@ -346,23 +393,34 @@ pub fn run_tune<B: AutodiffBackend>(
     let mut setup_error = None;
     let ran = study.optimize(inp.tune.trials, |trial, reporter| {
         let started = std::time::Instant::now();
-        let outcome =
-            match train_trial::<B>(inp, trial, Some(&mut *reporter), report_accuracy, device) {
+        let settings = match apply(inp.file, inp.steps, &trial.params) {
+            Ok(s) => s,
+            Err(e) => {
+                setup_error = Some(e);
+                return Outcome::Failed("could not be set up".into());
+            }
+        };
+        let dir = trial_dir(inp.dir, trial.number);
+        let outcome = if inp.steps.is_empty() {
+            match train_trial::<B>(inp, &settings, Some(&mut *reporter), report_accuracy) {
                 Err(e) => {
                     setup_error = Some(e);
                     return Outcome::Failed("could not be set up".into());
                 }
                 Ok(Err(outcome)) => outcome,
-                Ok(Ok(trained)) => match measure_trial::<B>(
-                    inp,
-                    &trained,
-                    &trial_dir(inp.dir, trial.number),
-                    device,
-                ) {
-                    Ok((_, metrics)) => Outcome::Complete(metrics),
+                Ok(Ok(trained)) => match measure_trial::<B>(inp, &trained, &dir) {
+                    Ok(metrics) => Outcome::Complete(metrics),
                     Err(e) => Outcome::Failed(format!("{e:#}")),
                 },
-            };
+            }
+        } else {
+            match run_steps::<B>(inp, &settings, &dir) {
+                Ok(outs) => diverged(&outs)
+                    .map(Outcome::Failed)
+                    .unwrap_or_else(|| Outcome::Complete(steps_metrics(&outs))),
+                Err(e) => Outcome::Failed(format!("{e:#}")),
+            }
+        };
         progress_line(
             trial,
             &outcome,
@@ -431,8 +489,43 @@ pub fn run_tune<B: AutodiffBackend>(
         .find(|t| t.number == chosen)
         .expect("picked from the trials")
         .clone();
-    let (spec, model, train_report) = load_or_retrain::<B>(inp, &chosen_trial, device)?;
-    let rows: Vec<TrialRow> = trials.iter().map(|t| row(inp.file, t)).collect();
+    let settings = apply(inp.file, inp.steps, &chosen_trial.params)?;
+    let (spec, model, eval, train_report, bits, chosen_steps, step_summary) =
+        if inp.steps.is_empty() {
+            let (spec, model, train) = load_or_retrain::<B>(inp, &chosen_trial, &settings)?;
+            let eval = save_and_measure(inp.ctx, inp.dir, &spec, &model, WeightsFormat::Dense)?;
+            if let Some(t) = &train {
+                write_json_atomic(&inp.dir.join("train.json"), t)?;
+            }
+            (spec, model, eval, train, None, Vec::new(), Vec::new())
+        } else {
+            tracing::info!(
+                trial = chosen,
+                "running the chosen trial's steps again into {}",
+                inp.dir.display()
+            );
+            let outs = run_steps::<B>(inp, &settings, inp.dir)
+                .with_context(|| format!("running trial {chosen}'s steps again"))?;
+            let steps: Vec<ChosenStep> = outs
+                .iter()
+                .map(|o| ChosenStep {
+                    kind: o.kind.to_string(),
+                    details: o.details.clone(),
+                })
+                .collect();
+            let summary: Vec<String> = outs
+                .iter()
+                .flat_map(|o| o.summary.iter().map(move |l| format!("{}: {l}", o.kind)))
+                .collect();
+            let last = outs
+                .into_iter()
+                .last()
+                .expect("a trial has at least one step");
+            (
+                last.spec, last.model, last.eval, last.train, last.bits, steps, summary,
+            )
+        };
+    let rows: Vec<TrialRow> = trials.iter().map(|t| row(inp.file, inp.steps, t)).collect();
     let report = TuneReport {
         study: study_name.to_string(),
         storage: url,
@@ -454,25 +547,58 @@ pub fn run_tune<B: AutodiffBackend>(
         front,
         chosen,
         ran_here: ran.iter().map(|t| t.number).collect(),
+        chosen_steps,
     };
-    Ok(TuneOutput {
+    let mut summary = report.summary();
+    summary.extend(step_summary);
+    Ok(StepOutput {
+        kind: "tune",
+        method: Some(format!("{:?}", inp.tune.sampler.kind).to_lowercase()),
+        bits,
         spec,
         model,
+        eval,
+        valid_accuracy: chosen_trial
+            .metrics
+            .get("accuracy")
+            .copied()
+            .unwrap_or(f64::NAN),
         train: train_report,
-        report,
+        details: serde_json::to_value(&report)?,
+        summary,
     })
 }
 
-fn row(file: &PipelineFile, t: &Trial) -> TrialRow {
-    let budget = apply(file, &t.params)
-        .map(|(c, _)| c.epochs as u32)
-        .unwrap_or(0);
+/// Why a trial's steps count as diverged: a training loss that is not finite.
+fn diverged<B: burn::tensor::backend::Backend>(outs: &[StepOutput<B>]) -> Option<String> {
+    outs.iter().find_map(|o| {
+        let t = o.train.as_ref()?;
+        let e = t
+            .epochs
+            .iter()
+            .find(|e| !e.train_loss.is_finite() || !e.val_loss.is_finite())?;
+        Some(format!(
+            "{} step diverged at epoch {}: training loss {}, validation loss {}",
+            o.kind, e.epoch, e.train_loss, e.val_loss
+        ))
+    })
+}
+
+fn row(file: &PipelineFile, steps: &[StageSection], t: &Trial) -> TrialRow {
     let run = t
         .metrics
         .get("epochs")
         .map(|e| *e as u32)
         .or(t.last_step())
         .unwrap_or(0);
+    // Trials with steps are never stopped early: their budget is what they trained.
+    let budget = if steps.is_empty() {
+        apply(file, steps, &t.params)
+            .map(|c| c.train.epochs as u32)
+            .unwrap_or(0)
+    } else {
+        run
+    };
     TrialRow {
         number: t.number,
         state: t.state,
@@ -494,10 +620,11 @@ type Chosen<B> = (ModelSpec<ZooArch>, ZooModel<B>, Option<TrainReport>);
 /// The chosen trial's model from its folder, or trained again with its parameters when
 /// another worker ran it somewhere this process cannot read.
 fn load_or_retrain<B: AutodiffBackend>(
-    inp: &TuneInput<'_>,
+    inp: &TuneInput<'_, B>,
     trial: &Trial,
-    device: &B::Device,
+    settings: &TrialSettings,
 ) -> Result<Chosen<B::InnerBackend>> {
+    let device = inp.ctx.device;
     let dir = trial_dir(inp.dir, trial.number);
     if dir.join("model.json").is_file() {
         let (meta, model, _) = load_model::<B::InnerBackend, ZooArch>(&dir, device)
@@ -512,7 +639,7 @@ fn load_or_retrain<B: AutodiffBackend>(
         "its model is not in {}; training it again",
         dir.display()
     );
-    match train_trial::<B>(inp, trial, None, false, device)? {
+    match train_trial::<B>(inp, settings, None, false)? {
         Ok(t) => Ok((t.spec, t.model, Some(t.train))),
         Err(o) => bail!("retraining trial {} did not finish: {o:?}", trial.number),
     }

@@ -48,9 +48,8 @@ impl PruneReport {
     /// Markdown lines for the run report.
     pub fn summary(&self) -> Vec<String> {
         let c = &self.config;
-        let mut out =
-            vec![format!(
-            "pruning: {:?} {:?}, target {}, schedule {:?}{}, {} fine-tuning epoch(s) per round",
+        let mut out = vec![format!(
+            "pruning: {:?} {:?}, target {:.4}, schedule {:?}{}, {} fine-tuning epoch(s) per round",
             c.method,
             c.criterion,
             c.target,
