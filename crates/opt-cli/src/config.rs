@@ -197,6 +197,11 @@ pub struct PipelineFile {
     pub train: TrainConfig,
     /// `[[stages]]`, run in order.
     pub stages: Vec<StageSection>,
+    /// `[constraints]`: the largest accuracy drop against the baseline (points, or "1%"
+    /// relative), optional ceilings (max_latency_ms, max_size_bytes, max_macs) and what "best"
+    /// means among the candidates that meet them (prefer = size, latency, macs, accuracy).
+    #[serde(default)]
+    pub constraints: opt_core::select::Constraints,
     /// `[report]`.
     #[serde(default)]
     pub report: ReportSection,
@@ -495,6 +500,7 @@ fn validate(path: &Path, mut file: PipelineFile, ov: Overrides) -> Result<Pipeli
     }
     file.train.validate("train")?;
     file.report.measure().validate("report")?;
+    file.constraints.validate("constraints")?;
     if file.stages.is_empty() {
         bail!("no [[stages]]: add at least `[[stages]]\\nkind = \"baseline\"`");
     }

@@ -39,8 +39,25 @@ use crate::cli::{Cli, Command};
 /// Exit code of a usage or input error.
 pub const EXIT_INPUT: u8 = 2;
 
+/// Exit code of a pipeline that ran to the end but where no candidate met `[constraints]`
+/// (everything it wrote is kept; report.json names the baseline as the fallback).
+pub const EXIT_UNMET: u8 = 1;
+
+/// A finished run whose candidates all miss the constraints.
+#[derive(Debug)]
+pub struct ConstraintsUnmet(pub String);
+
+impl std::fmt::Display for ConstraintsUnmet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl std::error::Error for ConstraintsUnmet {}
+
 /// Runs optkit with `args` (the first is the program name); errors go to `stderr`.
-/// Returns the exit code: 0 on success, 2 on a usage or input error.
+/// Returns the exit code: 0 on success, 1 when a pipeline finished but no candidate met its
+/// `[constraints]`, 2 on a usage or input error.
 pub fn main_entry<I, T>(args: I, stderr: &mut dyn Write) -> u8
 where
     I: IntoIterator<Item = T>,
@@ -61,6 +78,10 @@ where
     };
     match run(cli) {
         Ok(()) => 0,
+        Err(e) if e.downcast_ref::<ConstraintsUnmet>().is_some() => {
+            let _ = writeln!(stderr, "constraints not met: {e}");
+            EXIT_UNMET
+        }
         Err(e) => {
             let _ = writeln!(stderr, "error: {e:#}");
             EXIT_INPUT
@@ -125,7 +146,14 @@ fn run(cli: Cli) -> Result<()> {
                 out.join("report.md").display(),
                 out.join("report.json").display()
             );
-            Ok(())
+            match &report.selection {
+                Some(sel) if !sel.met => Err(ConstraintsUnmet(sel.explanation.clone()).into()),
+                Some(sel) => {
+                    println!("best: {} ({})", sel.best, sel.explanation);
+                    Ok(())
+                }
+                None => Ok(()),
+            }
         }
         Command::Eval {
             model,

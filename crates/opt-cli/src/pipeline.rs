@@ -264,6 +264,10 @@ impl BackendTask for RunPipeline {
             candidates.push(candidate);
             models.push((out.spec, out.model));
         }
+        let selection = opt_core::select::select(&candidates, &f.constraints);
+        if let Some(sel) = &selection {
+            tracing::info!(best = %sel.best, met = sel.met, "{}", sel.explanation);
+        }
         let report = PipelineReport {
             report_version: 1,
             config: p.config_path.display().to_string(),
@@ -271,6 +275,8 @@ impl BackendTask for RunPipeline {
             data_items: [train_ds.len(), valid_ds.len(), splits.test.len()],
             backend: backend.name().to_string(),
             seconds: start.elapsed().as_secs_f64(),
+            best: selection.as_ref().map(|s| s.best.clone()),
+            selection,
             candidates,
         };
         write_json_atomic(&p.out.join("report.json"), &report)?;

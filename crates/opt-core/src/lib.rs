@@ -35,6 +35,7 @@ pub mod progress;
 pub mod qweights;
 pub mod report;
 pub mod rng;
+pub mod select;
 pub mod sparse;
 pub mod train;
 pub mod weights;

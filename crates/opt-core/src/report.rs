@@ -65,6 +65,13 @@ pub struct PipelineReport {
     pub seconds: f64,
     /// The candidates, in the order the stages produced them.
     pub candidates: Vec<Candidate>,
+    /// The name of the best candidate that meets the run's constraints (the baseline when
+    /// none does; see `selection`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best: Option<String>,
+    /// How `best` was chosen: the constraints and every candidate's verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection: Option<crate::select::Selection>,
 }
 
 fn change(value: f64, base: f64) -> String {
@@ -115,6 +122,22 @@ impl PipelineReport {
                 e.size_bytes, r_size, e.size_gzip_bytes, r_gz, e.latency_b1_ms_p50, e.latency_b1_ms_p95, r_lat,
                 e.throughput_per_s, r_tp
             ));
+        }
+        if let Some(sel) = &self.selection {
+            s.push_str(&format!(
+                "\n## Best candidate: {}\n\n{}{}.\n\nConstraints: {} (accuracy is the test split's).\n\n",
+                sel.best,
+                if sel.met { "" } else { "**No candidate meets the constraints.** " },
+                sel.explanation,
+                sel.constraints.describe()
+            ));
+            for v in sel.verdicts.iter().filter(|v| !v.meets) {
+                s.push_str(&format!(
+                    "- {} does not: {}\n",
+                    v.name,
+                    v.reasons.join("; ")
+                ));
+            }
         }
         for c in &self.candidates {
             s.push_str(&format!(
