@@ -34,6 +34,10 @@ pub enum Command {
         /// train.seed), to repeat a recipe over several seeds.
         #[arg(long)]
         seed: Option<u64>,
+        /// Run this stage again even if the run directory holds its result for the same
+        /// settings and inputs (repeat the flag for several stages).
+        #[arg(long, value_name = "STAGE")]
+        force: Vec<String>,
     },
     /// Reload a saved model and measure it again on its test data.
     Eval {

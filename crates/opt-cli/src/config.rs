@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use opt_arch::{ArchChoice, ZooArch};
 use opt_core::data::DataSource;
 use opt_core::eval::MeasureConfig;
-use opt_core::model::{InputShape, ModelSpec};
+use opt_core::model::ModelSpec;
 use opt_core::train::TrainConfig;
 use opt_distill::DistillConfig;
 use opt_prune::PruneConfig;
@@ -218,6 +218,8 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     /// `--seed` (replaces `train.seed`: weight initialization, data order and split).
     pub seed: Option<u64>,
+    /// `--force <stage>`: stages to run again even when an earlier run's result is reusable.
+    pub force: Vec<String>,
 }
 
 /// A checked pipeline, ready to run.
@@ -233,184 +235,11 @@ pub struct Pipeline {
     pub out: PathBuf,
     /// Backend name, if chosen by file or flag.
     pub backend: Option<String>,
+    /// Stages to run again even when reusable (`--force`).
+    pub force: Vec<String>,
 }
 
-impl Pipeline {
-    /// The validated model spec every stage starts from, in order, for images of shape
-    /// `input`: a baseline's own, a prune stage's source model's. A structured prune stage on
-    /// a family without channel groups is an error here, before any training.
-    pub fn stage_specs(&self, input: InputShape) -> Result<Vec<ModelSpec<ZooArch>>> {
-        let f = &self.file;
-        let resolve = |arch: &ArchChoice, key: &str| -> Result<ModelSpec<ZooArch>> {
-            let spec = ModelSpec {
-                input,
-                classes: f.data.classes,
-                arch: arch.resolve(input).with_context(|| key.to_string())?,
-            };
-            spec.validate().with_context(|| key.to_string())?;
-            Ok(spec)
-        };
-        let mut specs: Vec<ModelSpec<ZooArch>> = Vec::new();
-        for (i, stage) in f.stages.iter().enumerate() {
-            let at = |e: anyhow::Error| e.context(format!("stages[{i}] ({})", stage_name(stage)));
-            let spec = match stage {
-                StageSection::Baseline { model, .. } => {
-                    resolve(model.as_ref().unwrap_or(&f.model), "model")?
-                }
-                StageSection::Distill {
-                    student: Some(arch),
-                    ..
-                } => resolve(arch, &format!("stages[{i}].student"))?,
-                StageSection::Tune { tune, trial, .. } => {
-                    // The trials' starting point; the chosen trial's spec is known after the run.
-                    let start = match trial.first() {
-                        None => resolve(&f.model, "model")?,
-                        Some(StageSection::Distill {
-                            student: Some(arch),
-                            ..
-                        }) => resolve(arch, &format!("stages[{i}].trial[0].student"))?,
-                        Some(_) => specs[self.source_of(i)?].clone(),
-                    };
-                    for (k, step) in trial.iter().enumerate() {
-                        check_step(step, &format!("stages[{i}].trial[{k}]"), &start).map_err(at)?;
-                    }
-                    crate::tune_keys::check(f, tune, trial, &start, &format!("stages[{i}]"))
-                        .map_err(at)?;
-                    start
-                }
-                step => {
-                    let spec = specs[self.source_of(i)?].clone();
-                    check_step(step, &format!("stages[{i}]"), &spec).map_err(at)?;
-                    spec
-                }
-            };
-            specs.push(spec);
-        }
-        Ok(specs)
-    }
-
-    /// Index of the stage whose model stage `i` starts from (`from`, else the previous one).
-    pub fn source_of(&self, i: usize) -> Result<usize> {
-        let stages = &self.file.stages;
-        match &stages[i] {
-            StageSection::Tune { trial, from, .. } => match (trial.first(), from) {
-                (
-                    None
-                    | Some(StageSection::Distill {
-                        student: Some(_), ..
-                    }),
-                    _,
-                ) => Ok(i),
-                (Some(_), None) => Ok(i - 1),
-                (Some(_), Some(from)) => self.earlier(i, "from", from),
-            },
-            StageSection::Baseline { .. }
-            | StageSection::Distill {
-                student: Some(_), ..
-            } => Ok(i),
-            StageSection::Prune { from: None, .. }
-            | StageSection::Quantize { from: None, .. }
-            | StageSection::Distill { from: None, .. } => Ok(i - 1),
-            StageSection::Prune {
-                from: Some(from), ..
-            }
-            | StageSection::Quantize {
-                from: Some(from), ..
-            }
-            | StageSection::Distill {
-                from: Some(from), ..
-            } => self.earlier(i, "from", from),
-        }
-    }
-
-    /// Index of the earlier stage named `name`, for the key `key` of stage `i`.
-    fn earlier(&self, i: usize, key: &str, name: &str) -> Result<usize> {
-        let stages = &self.file.stages;
-        stages[..i]
-            .iter()
-            .position(|s| stage_name(s) == name)
-            .ok_or_else(|| {
-                let earlier: Vec<&str> = stages[..i].iter().map(stage_name).collect();
-                anyhow::anyhow!(
-                    "stages[{i}].{key} = {name:?}: no earlier stage has this name; earlier \
-                     stages: {}",
-                    earlier.join(", ")
-                )
-            })
-    }
-
-    /// Whether stage `i` runs steps on an input model: a prune, quantize or distill stage, or
-    /// a tune stage with `[[stages.trial]]`.
-    pub fn runs_steps(&self, i: usize) -> bool {
-        match &self.file.stages[i] {
-            StageSection::Baseline { .. } => false,
-            StageSection::Tune { trial, .. } => !trial.is_empty(),
-            _ => true,
-        }
-    }
-
-    /// Stage `i`'s distill settings: the stage itself, or the distill step of a tune stage's
-    /// trials.
-    pub fn distill_step(&self, i: usize) -> Option<&StageSection> {
-        match &self.file.stages[i] {
-            s @ StageSection::Distill { .. } => Some(s),
-            StageSection::Tune { trial, .. } => trial
-                .iter()
-                .find(|s| matches!(s, StageSection::Distill { .. })),
-            _ => None,
-        }
-    }
-
-    /// What produced stage `j`'s model: the stage itself, or the last step of a tune stage's
-    /// trials.
-    pub fn output_section(&self, j: usize) -> &StageSection {
-        match &self.file.stages[j] {
-            StageSection::Tune { trial, .. } if !trial.is_empty() => &trial[trial.len() - 1],
-            s => s,
-        }
-    }
-
-    /// What produced the input of stage `i`'s distill step: the step before it in a tune
-    /// stage's trials, or the source stage's output.
-    pub fn step_input_section(&self, i: usize) -> Result<&StageSection> {
-        if let StageSection::Tune { trial, .. } = &self.file.stages[i]
-            && let Some(k) = trial
-                .iter()
-                .position(|s| matches!(s, StageSection::Distill { .. }))
-            && k > 0
-        {
-            return Ok(&trial[k - 1]);
-        }
-        Ok(self.output_section(self.source_of(i)?))
-    }
-
-    /// Where a distill stage's teacher comes from: an earlier stage's index, or a saved model
-    /// folder (resolved against the config file's directory).
-    pub fn teacher_of(&self, i: usize) -> Result<TeacherSource> {
-        match self.distill_step(i).unwrap_or(&self.file.stages[i]) {
-            StageSection::Distill {
-                teacher_model: Some(dir),
-                ..
-            } => {
-                let base = self.config_path.parent().unwrap_or(Path::new("."));
-                Ok(TeacherSource::Saved(base.join(dir)))
-            }
-            StageSection::Distill {
-                teacher: Some(t), ..
-            } => Ok(TeacherSource::Stage(self.earlier(i, "teacher", t)?)),
-            _ => Ok(TeacherSource::Stage(0)),
-        }
-    }
-}
-
-/// A distill stage's teacher.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TeacherSource {
-    /// An earlier stage's model (index into the stages).
-    Stage(usize),
-    /// A saved model folder.
-    Saved(PathBuf),
-}
+pub use crate::stage_graph::TeacherSource;
 
 /// Reads, parses and validates a pipeline file.
 pub fn load(path: &Path, overrides: Overrides) -> Result<Pipeline> {
@@ -560,6 +389,15 @@ fn validate(path: &Path, mut file: PipelineFile, ov: Overrides) -> Result<Pipeli
             );
         }
     }
+    for name in &ov.force {
+        if !file.stages.iter().any(|s| stage_name(s) == name) {
+            let names: Vec<&str> = file.stages.iter().map(stage_name).collect();
+            bail!(
+                "--force {name:?}: no stage has this name; stages: {}",
+                names.join(", ")
+            );
+        }
+    }
     let out = ov.out.unwrap_or_else(|| file.report.out.clone());
     let backend = ov.backend.or_else(|| file.backend.clone());
     let p = Pipeline {
@@ -568,6 +406,7 @@ fn validate(path: &Path, mut file: PipelineFile, ov: Overrides) -> Result<Pipeli
         source,
         out,
         backend,
+        force: ov.force,
     };
     for i in 0..p.file.stages.len() {
         p.source_of(i)?;

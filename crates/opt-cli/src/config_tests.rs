@@ -1,6 +1,7 @@
 //! Tests of the pipeline file: parsing, validation and the shipped recipes.
 
 use super::*;
+use opt_core::model::InputShape;
 
 const MIN: &str = "version = 1\n[model]\narch = \"cnn\"\n[[stages]]\nkind = \"baseline\"\n";
 

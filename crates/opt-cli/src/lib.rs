@@ -21,10 +21,14 @@ pub mod pipeline;
 pub mod prune_cmd;
 pub mod quant_stage;
 pub mod quantize_cmd;
+pub mod report_html;
+pub mod resume;
 pub mod sampler_bench;
+pub mod stage_graph;
 pub mod stage_run;
 pub mod tune_cmd;
 pub mod tune_keys;
+pub mod tune_report;
 pub mod tune_stage;
 
 use std::ffi::OsString;
@@ -116,12 +120,14 @@ fn run(cli: Cli) -> Result<()> {
             backend,
             data_dir,
             seed,
+            force,
         } => {
             let overrides = config::Overrides {
                 out,
                 backend,
                 data_dir,
                 seed,
+                force,
             };
             let p = config::load(&config, overrides)?;
             let kind = pick_backend(p.backend.as_deref())?;

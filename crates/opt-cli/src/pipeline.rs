@@ -10,7 +10,7 @@ use opt_arch::{ZooArch, ZooModel};
 use opt_core::artifact::{ModelMeta, TestDataRef, WeightsFormat, load_model};
 use opt_core::data::{Batcher, FASHION_MNIST_CLASSES, Normalization};
 use opt_core::eval::Platform;
-use opt_core::fsutil::{write_atomic, write_json_atomic};
+use opt_core::fsutil::{read_json, write_atomic, write_json_atomic};
 use opt_core::model::{InputShape, ModelSpec};
 use opt_core::report::{Candidate, PipelineReport};
 use opt_core::train::{DefaultHooks, TrainData, seed_backend, train};
@@ -99,6 +99,9 @@ fn check_distill_stages<B: AutodiffBackend>(
     Ok(teachers)
 }
 
+/// A stage's output model and its spec.
+type StageModel<B> = (ModelSpec<ZooArch>, ZooModel<B>);
+
 /// The pipeline as a backend task.
 pub struct RunPipeline(pub Pipeline);
 
@@ -172,8 +175,15 @@ impl BackendTask for RunPipeline {
             device: &device_name,
         };
         let mut candidates = Vec::new();
-        // Every stage's output model, so later stages can start from any earlier one.
-        let mut models: Vec<(ModelSpec<ZooArch>, ZooModel<B::InnerBackend>)> = Vec::new();
+        // Every stage's output model, so later stages can start from any earlier one (None:
+        // reused from an earlier run and not needed by a later stage).
+        let mut models: Vec<Option<StageModel<B::InnerBackend>>> = Vec::new();
+        // Resume: the data's digest, the digest of each stage's output files, and which
+        // stages' models later stages read.
+        let data_digest = crate::resume::data_digest(&[&train_ds, &valid_ds, &splits.test]);
+        let mut outputs: Vec<String> = Vec::new();
+        let mut reused: Vec<String> = Vec::new();
+        let needed = p.models_read_later()?;
         let ctx = StepContext::<B> {
             data,
             train: &f.train,
@@ -187,9 +197,41 @@ impl BackendTask for RunPipeline {
             let name = stage_name(stage).to_string();
             let dir = p.out.join(&name);
             let _span = tracing::info_span!("stage", name = %name).entered();
+            let key = p.stage_key(i, &data_digest, &outputs, backend.name())?;
+            if !p.force.contains(&name)
+                && let Some(marker) = crate::resume::reusable(&dir, &key)
+                && let Ok(candidate) = read_json::<Candidate>(&dir.join("report.json"))
+            {
+                // A later stage reads this model: it must load from the folder.
+                let model = if needed[i] {
+                    load_model::<B::InnerBackend, ZooArch>(&dir, &device)
+                        .ok()
+                        .map(|(meta, model, _)| (meta.spec, model))
+                } else {
+                    None
+                };
+                if !needed[i] || model.is_some() {
+                    tracing::info!("reused: same settings, inputs and data as the earlier run");
+                    eprintln!(
+                        "optkit: {name}: reused from the earlier run in {}",
+                        dir.display()
+                    );
+                    reused.push(name);
+                    outputs.push(marker.output);
+                    models.push(model);
+                    candidates.push(candidate);
+                    continue;
+                }
+            }
+            crate::resume::clear(&dir)?;
+            let model_of = |j: usize| {
+                models[j]
+                    .as_ref()
+                    .with_context(|| format!("stage {j}'s model is not loaded"))
+            };
             let teacher = match &teachers[i] {
                 Some(StageTeacher::Saved(norm, model)) => Some((&**model, *norm)),
-                Some(StageTeacher::Stage(j)) => Some((&models[*j].1, batcher.norm)),
+                Some(StageTeacher::Stage(j)) => Some((&model_of(*j)?.1, batcher.norm)),
                 None => None,
             };
             // The model a step starts from: an earlier stage's, or a fresh student.
@@ -201,7 +243,7 @@ impl BackendTask for RunPipeline {
                 fresh = burn::module::AutodiffModule::valid(&spec.init::<B>(&device));
                 Some((spec, &fresh))
             } else {
-                let (s, m) = &models[p.source_of(i)?];
+                let (s, m) = model_of(p.source_of(i)?)?;
                 Some((s, m))
             };
             let out: StepOutput<B::InnerBackend> = match stage {
@@ -262,7 +304,8 @@ impl BackendTask for RunPipeline {
             write_json_atomic(&dir.join("report.json"), &candidate)?;
             tracing::info!(accuracy = candidate.eval.accuracy, "candidate measured");
             candidates.push(candidate);
-            models.push((out.spec, out.model));
+            outputs.push(crate::resume::mark_done(&dir, &key)?.output);
+            models.push(Some((out.spec, out.model)));
         }
         let selection = opt_core::select::select(&candidates, &f.constraints);
         if let Some(sel) = &selection {
@@ -277,10 +320,15 @@ impl BackendTask for RunPipeline {
             seconds: start.elapsed().as_secs_f64(),
             best: selection.as_ref().map(|s| s.best.clone()),
             selection,
+            reused,
             candidates,
         };
         write_json_atomic(&p.out.join("report.json"), &report)?;
         write_atomic(&p.out.join("report.md"), report.to_markdown().as_bytes())?;
+        write_atomic(
+            &p.out.join("report.html"),
+            crate::report_html::render(&report).as_bytes(),
+        )?;
         Ok(report)
     }
 }

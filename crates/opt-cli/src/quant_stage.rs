@@ -43,9 +43,22 @@ pub struct QuantDetails {
     /// accuracy-aware search kept float; weight-only keeps every activation float, and the
     /// weights of any tensor the search kept float.
     pub float_parts: Vec<String>,
+    /// Bits of each weighted layer's (integer path) or weight tensor's (weight-only) stored
+    /// weights: the stage's bits, or 32 where kept float.
+    #[serde(default)]
+    pub layers: Vec<LayerBits>,
     /// The accuracy-aware search, when `tolerance` is set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback: Option<FallbackReport>,
+}
+
+/// The bits one layer's weights are stored with.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerBits {
+    /// Layer (integer path) or weight tensor (weight-only) name.
+    pub name: String,
+    /// 8 or 4, or 32 for float.
+    pub bits: u32,
 }
 
 /// A quantize stage's result.
@@ -142,6 +155,17 @@ pub fn run_quantize<B: AutodiffBackend>(
                 Some(r)
             }
         };
+        let layers: Vec<LayerBits> = stored
+            .iter()
+            .filter(|(name, t)| matches!(t, StoredTensor::Quant(_)) || float_parts.contains(name))
+            .map(|(name, t)| LayerBits {
+                name: name.clone(),
+                bits: match t {
+                    StoredTensor::Quant(_) => cfg.bits,
+                    _ => 32,
+                },
+            })
+            .collect();
         meta.weights = WeightsFormat::Quant.file_name().to_string();
         save_quant_weights(dir, &meta, &stored)?;
         // Measure what a user gets: the folder reloaded from the quantized file.
@@ -185,6 +209,7 @@ pub fn run_quantize<B: AutodiffBackend>(
                 file: meta.weights,
                 weight_only: Some(report),
                 float_parts,
+                layers,
                 fallback,
             },
             summary,
@@ -234,6 +259,14 @@ pub fn run_quantize<B: AutodiffBackend>(
             (calibrated.quantize(&r.kept_float)?, Some(r))
         }
     };
+    let layers: Vec<LayerBits> = calibrated
+        .layer_names()
+        .into_iter()
+        .map(|name| LayerBits {
+            bits: if float_parts.contains(&name) { 32 } else { 8 },
+            name,
+        })
+        .collect();
     let bytes = encode(&q);
     let path = dir.join(INT8_FILE);
     std::fs::create_dir_all(dir)?;
@@ -275,6 +308,7 @@ pub fn run_quantize<B: AutodiffBackend>(
             file: INT8_FILE.into(),
             weight_only: None,
             float_parts,
+            layers,
             fallback,
         },
         summary,

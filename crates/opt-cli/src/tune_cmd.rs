@@ -50,6 +50,7 @@ pub fn prepare(args: &TuneArgs) -> Result<config::Pipeline> {
         backend: args.backend.clone(),
         data_dir: args.data_dir.clone(),
         seed: args.seed,
+        force: Vec::new(),
     };
     let mut p = config::load(&args.config, overrides)?;
     let tunes: Vec<usize> = (0..p.file.stages.len())

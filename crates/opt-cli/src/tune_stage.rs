@@ -20,13 +20,14 @@ use opt_core::train::{EpochStats, TrainHooks, TrainReport, seed_backend, train};
 use opt_tune::study::{Outcome, Reporter, Study, WorkerConfig};
 use opt_tune::trial::{Trial, TrialState};
 use opt_tune::{TuneConfig, pareto};
-use serde::{Deserialize, Serialize};
 
 use crate::config::{PipelineFile, StageSection};
 use crate::stage_run::{
     StepContext, StepOutput, TeacherRef, run_step, save_and_measure, step_kind,
 };
 use crate::tune_keys::{TrialSettings, apply, trial_spec};
+use crate::tune_report::metric_value;
+pub use crate::tune_report::{ChosenStep, TrialRow, TuneReport};
 
 /// What a tune stage needs from the pipeline.
 pub struct TuneInput<'a, B: AutodiffBackend> {
@@ -49,127 +50,6 @@ pub struct TuneInput<'a, B: AutodiffBackend> {
     pub start: Option<(&'a ModelSpec<ZooArch>, &'a ZooModel<B::InnerBackend>)>,
     /// A distill step's teacher.
     pub teacher: Option<TeacherRef<'a, B::InnerBackend>>,
-}
-
-/// One trial in the report.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TrialRow {
-    /// Trial number.
-    pub number: u64,
-    /// complete, pruned, failed, running, waiting.
-    pub state: TrialState,
-    /// Its parameters.
-    pub params: opt_tune::space::Params,
-    /// Objective values (complete trials).
-    pub values: Vec<f64>,
-    /// Every metric measured (validation `accuracy`, `test_accuracy`, `latency_ms`, ...).
-    pub metrics: BTreeMap<String, f64>,
-    /// Epochs it trained.
-    pub epochs_run: u32,
-    /// Epochs it was configured for.
-    pub epochs_budget: u32,
-    /// Whether every constraint held.
-    pub feasible: bool,
-    /// Why it failed.
-    pub message: Option<String>,
-    /// The trial it re-runs.
-    pub retry_of: Option<u64>,
-    /// Wall time.
-    pub seconds: Option<f64>,
-}
-
-/// The stage's details in report.json.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TuneReport {
-    /// Study name.
-    pub study: String,
-    /// Storage URL.
-    pub storage: String,
-    /// Sampler and early-stopping settings.
-    pub sampler: opt_tune::sampler::SamplerConfig,
-    /// Early stopping.
-    pub early_stopping: opt_tune::pruner::EarlyStoppingConfig,
-    /// Objectives.
-    pub objectives: Vec<opt_tune::objective::Objective>,
-    /// Constraints.
-    pub constraints: Vec<opt_tune::objective::Constraint>,
-    /// Every trial of the study.
-    pub trials: Vec<TrialRow>,
-    /// The best trial (one objective) or the Pareto front (several), by number.
-    pub front: Vec<u64>,
-    /// The trial whose model is the candidate.
-    pub chosen: u64,
-    /// Trials this process ran.
-    pub ran_here: Vec<u64>,
-    /// Epochs trained over all finished trials, and what they would have trained without
-    /// early stopping.
-    pub epochs_run: u64,
-    /// See `epochs_run`.
-    pub epochs_budget: u64,
-    /// Trials with steps: what each step of the chosen trial did when it was run again into
-    /// the stage's folder (kind and that step's report).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub chosen_steps: Vec<ChosenStep>,
-}
-
-/// One step of the chosen trial, as run into the stage's folder.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ChosenStep {
-    /// `prune`, `quantize` or `distill`.
-    pub kind: String,
-    /// The step's report (as a stage of that kind writes it).
-    pub details: serde_json::Value,
-}
-
-impl TuneReport {
-    /// Summary lines for report.md.
-    pub fn summary(&self) -> Vec<String> {
-        let count = |s: TrialState| self.trials.iter().filter(|t| t.state == s).count();
-        let saved = 1.0 - self.epochs_run as f64 / self.epochs_budget.max(1) as f64;
-        let epochs = if self.early_stopping.kind == opt_tune::pruner::EarlyStoppingKind::None {
-            format!("{} epochs trained, no early stopping", self.epochs_run)
-        } else {
-            format!(
-                "{} of {} epochs trained ({:.0}% saved by early stopping)",
-                self.epochs_run,
-                self.epochs_budget,
-                100.0 * saved
-            )
-        };
-        let mut out = vec![format!(
-            "study {} in {}: {} trials ({} complete, {} pruned, {} failed); {epochs}",
-            self.study,
-            self.storage,
-            self.trials.len(),
-            count(TrialState::Complete),
-            count(TrialState::Pruned),
-            count(TrialState::Failed),
-        )];
-        let label = if self.objectives.len() > 1 {
-            "Pareto front"
-        } else {
-            "best trial"
-        };
-        for n in &self.front {
-            if let Some(t) = self.trials.iter().find(|t| t.number == *n) {
-                let values: Vec<String> = self
-                    .objectives
-                    .iter()
-                    .zip(&t.values)
-                    .map(|(o, v)| format!("{} {v:.4}", o.metric))
-                    .collect();
-                let params: Vec<String> =
-                    t.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                let chosen = if *n == self.chosen { " (chosen)" } else { "" };
-                out.push(format!(
-                    "{label}: trial {n}{chosen}: {} with {}",
-                    values.join(", "),
-                    params.join(", ")
-                ));
-            }
-        }
-        out
-    }
 }
 
 /// The trial's hook: reports validation accuracy per epoch and stops when told to.
@@ -517,12 +397,15 @@ pub fn run_tune<B: AutodiffBackend>(
                 .iter()
                 .flat_map(|o| o.summary.iter().map(move |l| format!("{}: {l}", o.kind)))
                 .collect();
+            // The training curve shown is the last step's that trained (a quantize step after
+            // a prune step has none of its own).
+            let train = outs.iter().rev().find_map(|o| o.train.clone());
             let last = outs
                 .into_iter()
                 .last()
                 .expect("a trial has at least one step");
             (
-                last.spec, last.model, last.eval, last.train, last.bits, steps, summary,
+                last.spec, last.model, last.eval, train, last.bits, steps, summary,
             )
         };
     let rows: Vec<TrialRow> = trials.iter().map(|t| row(inp.file, inp.steps, t)).collect();
@@ -665,9 +548,9 @@ fn progress_line(
                 .iter()
                 .map(|o| {
                     format!(
-                        "{} {:.4}",
+                        "{} {}",
                         o.metric,
-                        m.get(&o.metric).copied().unwrap_or(f64::NAN)
+                        metric_value(m.get(&o.metric).copied().unwrap_or(f64::NAN))
                     )
                 })
                 .collect();

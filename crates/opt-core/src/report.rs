@@ -72,6 +72,10 @@ pub struct PipelineReport {
     /// How `best` was chosen: the constraints and every candidate's verdict.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selection: Option<crate::select::Selection>,
+    /// Candidates taken from an earlier run into the same directory (same settings, inputs
+    /// and data; measured then), by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reused: Vec<String>,
 }
 
 fn change(value: f64, base: f64) -> String {
@@ -90,6 +94,12 @@ impl PipelineReport {
             "- config: `{}`\n- data: {} ({} train / {} validation / {} test)\n- backend: {}\n- wall time: {:.1} s\n\n",
             self.config, self.data, self.data_items[0], self.data_items[1], self.data_items[2], self.backend, self.seconds
         ));
+        if !self.reused.is_empty() {
+            s.push_str(&format!(
+                "Reused from an earlier run into this directory (same settings, inputs and data; measured then): {}.\n\n",
+                self.reused.join(", ")
+            ));
+        }
         s.push_str(
             "Ratios in parentheses are against the baseline. MACs: one multiply-accumulate = 1 MAC, per image. \
              Parameters exclude batch-norm running statistics. Latency: batch 1, forward pass and read-back.\n\n",

@@ -273,6 +273,15 @@ pub fn select(candidates: &[Candidate], k: &Constraints) -> Option<Selection> {
             ka.total_cmp(&kb).then(aa.total_cmp(&ab))
         });
     let (best, met, explanation) = match best {
+        Some(c) if candidates.len() == 1 => (
+            c,
+            true,
+            format!(
+                "{} is the only candidate (no optimization stage ran); it meets {}",
+                c.name,
+                k.describe()
+            ),
+        ),
         Some(c) if c.name == base.name && verdicts.iter().filter(|v| v.meets).count() == 1 => (
             c,
             true,
