@@ -68,22 +68,31 @@ impl Pipeline {
     /// For each stage, whether a later stage reads its model (as the model it starts from or
     /// as a distillation teacher).
     pub fn models_read_later(&self) -> Result<Vec<bool>> {
-        let n = self.file.stages.len();
-        let mut read = vec![false; n];
-        for i in 0..n {
-            if self.runs_steps(i) {
-                let s = self.source_of(i)?;
-                if s != i {
-                    read[s] = true;
+        let mut read = vec![false; self.file.stages.len()];
+        for i in 0..read.len() {
+            for input in self.reads(i)? {
+                if let TeacherSource::Stage(j) = input {
+                    read[j] = true;
                 }
-            }
-            if self.distill_step(i).is_some()
-                && let TeacherSource::Stage(j) = self.teacher_of(i)?
-            {
-                read[j] = true;
             }
         }
         Ok(read)
+    }
+
+    /// What stage `i` reads besides the data: the earlier stage its steps start from, and its
+    /// distillation teacher (an earlier stage or a saved folder).
+    fn reads(&self, i: usize) -> Result<Vec<TeacherSource>> {
+        let mut out = Vec::new();
+        if self.runs_steps(i) {
+            let s = self.source_of(i)?;
+            if s != i {
+                out.push(TeacherSource::Stage(s));
+            }
+        }
+        if self.distill_step(i).is_some() {
+            out.push(self.teacher_of(i)?);
+        }
+        Ok(out)
     }
 
     /// The content key of stage `i` (see [`crate::resume`]): its section, the training and
@@ -98,19 +107,14 @@ impl Pipeline {
         backend: &str,
     ) -> Result<String> {
         let f = &self.file;
-        let mut inputs = Vec::new();
-        if self.runs_steps(i) {
-            let s = self.source_of(i)?;
-            if s != i {
-                inputs.push(outputs[s].clone());
-            }
-        }
-        if self.distill_step(i).is_some() {
-            match self.teacher_of(i)? {
-                TeacherSource::Stage(j) => inputs.push(outputs[j].clone()),
-                TeacherSource::Saved(dir) => inputs.push(crate::resume::folder_digest(&dir)?),
-            }
-        }
+        let inputs = self
+            .reads(i)?
+            .into_iter()
+            .map(|input| match input {
+                TeacherSource::Stage(j) => Ok(outputs[j].clone()),
+                TeacherSource::Saved(dir) => crate::resume::folder_digest(&dir),
+            })
+            .collect::<Result<Vec<String>>>()?;
         let data = serde_json::json!({
             "classes": f.data.classes,
             "validation_split": f.data.validation_split,
