@@ -22,7 +22,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((task, rest)) = args.split_first() else {
         eprintln!(
-            "usage: cargo xtask <pipeline|eval|prune|distill|quantize|tune|bench|deps|ci> [args]"
+            "usage: cargo xtask <pipeline|eval|export|prune|distill|quantize|tune|bench|deps|ci> [args]"
         );
         return ExitCode::from(2);
     };
@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         "distill" => optkit("distill", rest),
         "tune" => optkit("tune", rest),
         "quantize" => optkit("quantize", rest),
+        "export" => optkit("export", rest),
         "bench" => match rest.first().map(String::as_str) {
             Some("gemm") => optkit("bench-gemm", &rest[1..]),
             Some("samplers") => optkit("bench-samplers", &rest[1..]),
@@ -43,7 +44,7 @@ fn main() -> ExitCode {
         "ci" => ci(),
         other => {
             eprintln!(
-                "unknown task '{other}'; use pipeline, eval, prune, distill, quantize, tune, bench, deps or ci"
+                "unknown task '{other}'; use pipeline, eval, export, prune, distill, quantize, tune, bench, deps or ci"
             );
             return ExitCode::from(2);
         }
@@ -125,6 +126,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("opt-quant", &["opt-core"]),
     ("opt-distill", &["opt-core"]),
     ("opt-tune", &["opt-core"]),
+    ("opt-export", &["opt-core", "opt-arch", "opt-quant"]),
     (
         "opt-cli",
         &[
@@ -134,6 +136,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "opt-quant",
             "opt-distill",
             "opt-tune",
+            "opt-export",
         ],
     ),
     ("xtask", &[]),

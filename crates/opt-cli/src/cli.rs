@@ -39,6 +39,25 @@ pub enum Command {
         #[arg(long, value_name = "STAGE")]
         force: Vec<String>,
     },
+    /// Write a deployment bundle of a saved model: its optkit files, the model exported to the
+    /// given formats (ONNX opset 17, float or int8 QDQ; safetensors with PyTorch names; burn's
+    /// Burnpack) and manifest.json (input shape, normalization, class names, SHA-256 of every
+    /// file).
+    Export {
+        /// Model folder (a stage folder of a run, such as runs/quickstart/baseline).
+        #[arg(long)]
+        model: PathBuf,
+        /// onnx, safetensors or burn (comma-separated or repeated).
+        #[arg(long, required = true)]
+        format: Vec<String>,
+        /// Bundle folder (created; an earlier bundle there is replaced, any other folder is
+        /// refused).
+        #[arg(long)]
+        out: PathBuf,
+        /// Model name in the manifest (default: the model folder's name).
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Reload a saved model and measure it again on its test data.
     Eval {
         /// Model folder (a stage folder of a run, such as runs/quickstart/baseline).

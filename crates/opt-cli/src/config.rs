@@ -202,6 +202,9 @@ pub struct PipelineFile {
     /// means among the candidates that meet them (prefer = size, latency, macs, accuracy).
     #[serde(default)]
     pub constraints: opt_core::select::Constraints,
+    /// `[deploy]`: a deployment bundle of the best candidate (or a named one) written into the
+    /// run's output folder at the end: formats (onnx, safetensors, burn), path, candidate.
+    pub deploy: Option<crate::export_cmd::DeployConfig>,
     /// `[report]`.
     #[serde(default)]
     pub report: ReportSection,
@@ -388,6 +391,14 @@ fn validate(path: &Path, mut file: PipelineFile, ov: Overrides) -> Result<Pipeli
                 "stages[{i}].name = {name:?}: another stage already has this name; names must be unique"
             );
         }
+    }
+    if let Some(d) = &file.deploy {
+        let names: Vec<String> = file
+            .stages
+            .iter()
+            .map(|s| stage_name(s).to_string())
+            .collect();
+        d.validate(&names)?;
     }
     for name in &ov.force {
         if !file.stages.iter().any(|s| stage_name(s) == name) {

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod distill_cmd;
 pub mod evaluate;
+pub mod export_cmd;
 pub mod gemm_bench;
 pub mod inspect;
 pub mod pipeline;
@@ -160,6 +161,26 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 None => Ok(()),
             }
+        }
+        Command::Export {
+            model,
+            format,
+            out,
+            name,
+        } => {
+            let formats = export_cmd::parse_formats(&format)?;
+            let name = name.unwrap_or_else(|| export_cmd::model_name(&model));
+            let manifest = dispatch(
+                BackendKind::default_compiled()?,
+                export_cmd::ExportTask {
+                    model,
+                    out: out.clone(),
+                    formats,
+                    name,
+                },
+            )?;
+            println!("{}", export_cmd::describe(&manifest, &out));
+            Ok(())
         }
         Command::Eval {
             model,

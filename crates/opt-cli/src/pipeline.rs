@@ -311,6 +311,10 @@ impl BackendTask for RunPipeline {
         if let Some(sel) = &selection {
             tracing::info!(best = %sel.best, met = sel.met, "{}", sel.explanation);
         }
+        let deployed = match (&f.deploy, &selection) {
+            (Some(d), sel) => Some(deploy::<B::InnerBackend>(&p.out, d, sel.as_ref(), &device)?),
+            (None, _) => None,
+        };
         let report = PipelineReport {
             report_version: 1,
             config: p.config_path.display().to_string(),
@@ -321,6 +325,7 @@ impl BackendTask for RunPipeline {
             best: selection.as_ref().map(|s| s.best.clone()),
             selection,
             reused,
+            deployed,
             candidates,
         };
         write_json_atomic(&p.out.join("report.json"), &report)?;
@@ -331,4 +336,38 @@ impl BackendTask for RunPipeline {
         )?;
         Ok(report)
     }
+}
+
+/// Writes the `[deploy]` bundle of the chosen candidate into `out` (the path was checked to
+/// stay inside it when the config was read).
+fn deploy<B: burn::tensor::backend::Backend>(
+    out: &std::path::Path,
+    d: &crate::export_cmd::DeployConfig,
+    selection: Option<&opt_core::select::Selection>,
+    device: &B::Device,
+) -> Result<opt_core::report::Deployed> {
+    let name = match (d.candidate.as_str(), selection) {
+        ("best", Some(sel)) => sel.best.clone(),
+        ("best", None) => anyhow::bail!("deploy.candidate = \"best\": no candidate was selected"),
+        (named, _) => named.to_string(),
+    };
+    let dest = out.join(&d.path);
+    let manifest =
+        opt_export::write_bundle::<B>(&out.join(&name), &dest, &d.formats, &name, device)
+            .with_context(|| format!("[deploy] of candidate {name}"))?;
+    eprintln!("optkit: deployed {name} to {}", dest.display());
+    Ok(opt_core::report::Deployed {
+        candidate: name,
+        path: d.path.display().to_string(),
+        kind: manifest.kind,
+        files: manifest
+            .files
+            .into_iter()
+            .map(|f| opt_core::report::DeployedFile {
+                path: f.path,
+                bytes: f.bytes,
+                sha256: f.sha256,
+            })
+            .collect(),
+    })
 }

@@ -12,10 +12,10 @@ use std::path::Path;
 use anyhow::{Result, anyhow, bail};
 use burn::tensor::backend::AutodiffBackend;
 use opt_arch::{ZooArch, ZooModel};
-use opt_core::artifact::{ModelMeta, WeightsFormat, load_model, save_quant_weights};
+use opt_core::artifact::{MODEL_FILE, ModelMeta, WeightsFormat, load_model, save_quant_weights};
 use opt_core::data::ImageDataset;
 use opt_core::eval::{EvalReport, MeasureConfig, Platform, evaluate_accuracy, measure};
-use opt_core::fsutil::{gzip_len, write_atomic};
+use opt_core::fsutil::{gzip_len, write_atomic, write_json_atomic};
 use opt_core::model::ModelSpec;
 use opt_core::qweights::{StoredTensor, dequantize_all};
 use opt_core::train::{TrainConfig, TrainData, TrainReport};
@@ -271,6 +271,9 @@ pub fn run_quantize<B: AutodiffBackend>(
     let path = dir.join(INT8_FILE);
     std::fs::create_dir_all(dir)?;
     write_atomic(&path, &bytes)?;
+    // The spec, normalization and class names beside it, for export and deployment bundles.
+    meta.weights = INT8_FILE.to_string();
+    write_json_atomic(&dir.join(MODEL_FILE), &meta)?;
     // Measure what a user gets: the model decoded from the file.
     let q = decode(&bytes, &path.display().to_string())?;
     let figures = StaticFigures {

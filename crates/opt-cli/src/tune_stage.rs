@@ -509,7 +509,8 @@ fn load_or_retrain<B: AutodiffBackend>(
 ) -> Result<Chosen<B::InnerBackend>> {
     let device = inp.ctx.device;
     let dir = trial_dir(inp.dir, trial.number);
-    if dir.join("model.json").is_file() {
+    // An int8 trial's folder holds model.json beside model.int8, which loads no float model.
+    if dir.join("model.json").is_file() && !dir.join(opt_quant::qformat::INT8_FILE).is_file() {
         let (meta, model, _) = load_model::<B::InnerBackend, ZooArch>(&dir, device)
             .with_context(|| format!("trial {} model {}", trial.number, dir.display()))?;
         let train = std::fs::read_to_string(dir.join("train.json"))

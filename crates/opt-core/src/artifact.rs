@@ -171,6 +171,14 @@ pub fn load_model<B: Backend, A: Architecture>(
         )));
     }
     meta.spec.validate()?;
+    if meta.weights.ends_with(".int8") {
+        return Err(err(format!(
+            "holds an int8 model ({}), which runs on optkit's integer path rather than as a \
+             float burn module: measure it with `optkit eval`, export it with `optkit export \
+             --format onnx`, or load it with opt_quant::qformat::decode",
+            meta.weights
+        )));
+    }
     let weights_path = dir.join(&meta.weights);
     let bytes =
         std::fs::read(&weights_path).map_err(|e| CoreError::io("reading", &weights_path, e))?;

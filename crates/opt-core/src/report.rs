@@ -76,6 +76,33 @@ pub struct PipelineReport {
     /// and data; measured then), by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reused: Vec<String>,
+    /// The deployment bundle written by `[deploy]`, if the pipeline has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed: Option<Deployed>,
+}
+
+/// A deployment bundle a pipeline wrote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deployed {
+    /// The candidate deployed.
+    pub candidate: String,
+    /// The bundle folder, relative to the run's output folder.
+    pub path: String,
+    /// `float32` or `int8`.
+    pub kind: String,
+    /// Its files (manifest.json aside), with sizes and SHA-256.
+    pub files: Vec<DeployedFile>,
+}
+
+/// One file of a deployment bundle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeployedFile {
+    /// Path inside the bundle.
+    pub path: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// SHA-256, lowercase hex.
+    pub sha256: String,
 }
 
 fn change(value: f64, base: f64) -> String {
@@ -146,6 +173,18 @@ impl PipelineReport {
                     "- {} does not: {}\n",
                     v.name,
                     v.reasons.join("; ")
+                ));
+            }
+        }
+        if let Some(d) = &self.deployed {
+            s.push_str(&format!(
+                "\n## Deployment\n\n{} ({}) in `{}` with manifest.json:\n\n",
+                d.candidate, d.kind, d.path
+            ));
+            for f in &d.files {
+                s.push_str(&format!(
+                    "- `{}`: {} bytes, sha256 `{}`\n",
+                    f.path, f.bytes, f.sha256
                 ));
             }
         }
