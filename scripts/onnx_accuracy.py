@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Accuracy of a bundle's model.onnx in onnxruntime on an IDX test set.
 
-    python3 scripts/onnx_accuracy.py <bundle> <dir with t10k-images-idx3-ubyte[.gz] and labels>
+    python3 scripts/onnx_accuracy.py <bundle> <dir with t10k- (or test-) images-idx3-ubyte[.gz] and labels>
 
 Normalizes the images as manifest.json says, runs the ONNX file on the CPU provider and prints
 the accuracy as JSON, to compare with the accuracy optkit measured for the same model on the
@@ -25,19 +25,20 @@ def read_idx(path: pathlib.Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
-def find(folder: pathlib.Path, stem: str) -> pathlib.Path:
-    for name in (stem, stem + ".gz"):
+def find(folder: pathlib.Path, kind: str) -> pathlib.Path:
+    names = [f"{p}-{kind}{z}" for p in ("t10k", "test") for z in ("", ".gz")]
+    for name in names:
         if (folder / name).exists():
             return folder / name
-    sys.exit(f"{folder}: no {stem} or {stem}.gz")
+    sys.exit(f"{folder}: none of {', '.join(names)}")
 
 
 def main() -> None:
     bundle, data = map(pathlib.Path, sys.argv[1:3])
     manifest = json.loads((bundle / "manifest.json").read_text())
     norm = manifest["input"]["normalization"]
-    images = read_idx(find(data, "t10k-images-idx3-ubyte")).astype(np.float32)
-    labels = read_idx(find(data, "t10k-labels-idx1-ubyte"))
+    images = read_idx(find(data, "images-idx3-ubyte")).astype(np.float32)
+    labels = read_idx(find(data, "labels-idx1-ubyte"))
     x = ((images / 255.0 - norm["mean"]) / norm["std"]).astype(np.float32)
     x = x.reshape(len(x), *manifest["input"]["shape"])
     session = ort.InferenceSession(str(bundle / "model.onnx"), providers=["CPUExecutionProvider"])

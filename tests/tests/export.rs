@@ -202,6 +202,13 @@ fn onnx_exports_run_in_onnxruntime_with_our_outputs() {
     let report = read_json(&run.join("report.json"));
     assert_eq!(report["deployed"]["candidate"], "int8");
     assert_eq!(report["deployed"]["path"], "bundle");
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(html.contains("id=\"deployed\"") && html.contains("model.onnx"));
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(
+        md.contains("## Deployment") && md.contains("`model.int8`"),
+        "{md}"
+    );
 }
 
 #[test]

@@ -409,6 +409,28 @@ pub fn render(r: &PipelineReport) -> String {
         }
         h.push_str("</div>\n");
     }
+    if let Some(d) = &r.deployed {
+        let files: Vec<String> = d
+            .files
+            .iter()
+            .map(|f| {
+                format!(
+                    "<li><code>{}</code>: {} bytes, sha256 <code>{}</code></li>",
+                    esc(&f.path),
+                    f.bytes,
+                    esc(&f.sha256)
+                )
+            })
+            .collect();
+        h.push_str(&format!(
+            "<div class=\"box\" id=\"deployed\"><h2>Deployment</h2><p>{} ({}) in <code>{}</code> \
+             with manifest.json:</p><ul>{}</ul></div>\n",
+            esc(&d.candidate),
+            esc(&d.kind),
+            esc(&d.path),
+            files.join("")
+        ));
+    }
     h.push_str("<h2>Candidates</h2>\n<p><small>Ratios are against the baseline. MACs: one multiply-accumulate = 1 MAC, per image. Latency: batch 1, p50 / p95.</small></p>\n<table id=\"candidates\">\n<tr><th>candidate</th><th>stage</th><th>accuracy</th><th>Δ acc (pts)</th><th>params</th><th>non-zero</th><th>MACs</th><th>size (bytes)</th><th>latency (ms)</th><th>throughput (img/s)</th></tr>\n");
     for c in cands {
         let e = &c.eval;
