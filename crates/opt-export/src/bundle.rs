@@ -111,14 +111,19 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 fn role_of(path: &str, kind: &str) -> String {
-    match path {
-        opt_core::artifact::MODEL_FILE => "spec: architecture, normalization and class names \
-                                          (optkit model.json)"
-            .into(),
-        "model.onnx" => format!("ONNX opset 17 ({kind})"),
-        "model.safetensors" => "safetensors, PyTorch state-dict names and layouts".into(),
-        "model.bpk" => "burn Burnpack record of the burn module".into(),
-        _ => format!("optkit {kind} model file (read by opt-core / opt-quant)"),
+    let format = ExportFormat::ALL
+        .into_iter()
+        .find(|f| f.file_name() == path);
+    match format {
+        Some(ExportFormat::Onnx) => format!("ONNX opset 17 ({kind})"),
+        Some(ExportFormat::Safetensors) => {
+            "safetensors, PyTorch state-dict names and layouts".into()
+        }
+        Some(ExportFormat::Burn) => "burn Burnpack record of the burn module".into(),
+        None if path == opt_core::artifact::MODEL_FILE => {
+            "spec: architecture, normalization and class names (optkit model.json)".into()
+        }
+        None => format!("optkit {kind} model file (read by opt-core / opt-quant)"),
     }
 }
 

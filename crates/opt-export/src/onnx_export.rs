@@ -144,7 +144,8 @@ fn fake_quant(b: &mut GraphBuilder, x: &str, name: &str, q: QParams) -> String {
     )
 }
 
-/// An int8 layer: its codes as an int8 initializer, dequantized per output channel.
+/// An int8 layer: its codes as an int8 initializer, dequantized per output channel; its
+/// output rounded to 8 bits unless it is the head.
 fn int8_layer(b: &mut GraphBuilder, x: &str, w: &QWeights, geometry: Geometry) -> String {
     let name = &w.name;
     let codes = b.initializer(
@@ -167,7 +168,11 @@ fn int8_layer(b: &mut GraphBuilder, x: &str, w: &QWeights, geometry: Geometry) -
         &format!("{name}.weight"),
         vec![attr_int("axis", 0)],
     );
-    b.layer(name, x, geometry, &weight, &w.bias, w.relu)
+    let y = b.layer(name, x, geometry, &weight, &w.bias, w.relu);
+    match w.output {
+        Some(q) => fake_quant(b, &y, name, q),
+        None => y,
+    }
 }
 
 /// The ONNX model of an int8 model in QDQ form.
@@ -191,22 +196,14 @@ pub fn qdq_onnx(model_q: &QuantModel, meta: &OnnxMeta) -> Vec<u8> {
                     stride: *stride,
                     padding: *padding,
                 };
-                let y = int8_layer(&mut b, &x, w, g);
-                match w.output {
-                    Some(q) => fake_quant(&mut b, &y, &w.name, q),
-                    None => y,
-                }
+                int8_layer(&mut b, &x, w, g)
             }
             QLayer::Linear { w, packed } => {
                 let g = Geometry::Linear {
                     inputs: packed.k,
                     outputs: w.scales.len(),
                 };
-                let y = int8_layer(&mut b, &x, w, g);
-                match w.output {
-                    Some(q) => fake_quant(&mut b, &y, &w.name, q),
-                    None => y,
-                }
+                int8_layer(&mut b, &x, w, g)
             }
             QLayer::MaxPool { size } => b.max_pool(&x, i, *size),
             QLayer::Float { layer, output } => {
