@@ -147,3 +147,41 @@ pub fn write_idx_dir(dir: &Path, n: usize, tamper: impl Fn(&str, Vec<u8>) -> Vec
         std::fs::write(dir.join(lab), lb).expect("write idx");
     }
 }
+
+/// The folder of trial `n` of the tune stage `stage` in the run `out`: trial folders live
+/// under `<stage>/trials/<study tag>/`, one tag per study; the run must hold exactly one.
+pub fn trial_dir(out: &Path, stage: &str, n: u64) -> PathBuf {
+    let trials = out.join(stage).join("trials");
+    let tags: Vec<PathBuf> = std::fs::read_dir(&trials)
+        .expect("the stage has trial folders")
+        .map(|e| e.expect("list trials").path())
+        .collect();
+    assert_eq!(
+        tags.len(),
+        1,
+        "one study's trials in {}: {tags:?}",
+        trials.display()
+    );
+    tags[0].join(format!("{n:05}"))
+}
+
+/// Whether a test that needs a wgpu adapter can run here. Without one (no GPU driver, no
+/// Mesa's Vulkan driver) the test says so on the terminal (past cargo's output capture) and
+/// is not run, unless `OPTKIT_REQUIRE_WGPU=1` (set by `.ci/run`), which makes the missing
+/// adapter a failure, so CI never skips it silently.
+pub fn wgpu_available(test: &str) -> bool {
+    if std::env::var("OPTKIT_REQUIRE_WGPU").is_ok_and(|v| v == "1") {
+        return true;
+    }
+    match opt_cli::backend::wgpu_adapter_name() {
+        Ok(_) => true,
+        Err(e) => {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "NOT RUN: {test}: {e:#}; set OPTKIT_REQUIRE_WGPU=1 to make this a failure"
+            );
+            false
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! A tiny pipeline end to end on each compiled backend: training, artifacts on disk, the
 //! report.json contract, and `optkit eval` reproducing the accuracy from the saved model.
 
-use optkit_tests::{TempDir, optkit, reload, tiny_config};
+use optkit_tests::{TempDir, optkit, reload, tiny_config, wgpu_available};
 use serde_json::Value;
 
 const CONTRACT: [&str; 12] = [
@@ -89,7 +89,7 @@ fn flex_pipeline_writes_artifacts_and_eval_reproduces_accuracy() {
     let o = optkit(&["eval", "--model", stage.to_str().unwrap()]);
     assert_eq!(o.code, 2);
     assert!(
-        o.stderr.contains("not a valid safetensors file"),
+        o.stderr.contains("weights.safetensors") && o.stderr.contains("truncated"),
         "{}",
         o.stderr
     );
@@ -97,14 +97,14 @@ fn flex_pipeline_writes_artifacts_and_eval_reproduces_accuracy() {
     let meta = std::fs::read_to_string(stage.join("model.json")).unwrap();
     std::fs::write(
         stage.join("model.json"),
-        meta.replace("\"fc\": 16", "\"fc\": 24"),
+        meta.replace("\"fc\": 16", "\"fc\": 8"),
     )
     .unwrap();
     let o = optkit(&["eval", "--model", stage.to_str().unwrap()]);
     assert_eq!(o.code, 2);
     assert!(
         o.stderr
-            .contains("head.weight has shape [16, 10] in the file, the model needs [24, 10]"),
+            .contains("head.weight has shape [16, 10] in the file, the model needs [8, 10]"),
         "{}",
         o.stderr
     );
@@ -116,8 +116,13 @@ fn ndarray_pipeline() {
     check_report(&report, "ndarray");
 }
 
+/// Needs a wgpu adapter: on a machine without one it is reported as not run, unless
+/// `OPTKIT_REQUIRE_WGPU=1` (CI) makes that a failure.
 #[test]
 fn wgpu_pipeline() {
+    if !wgpu_available("wgpu_pipeline") {
+        return;
+    }
     let (_out, report) = run_tiny("wgpu", 2);
     check_report(&report, "wgpu");
     let device = report["candidates"][0]["device"]

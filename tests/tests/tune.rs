@@ -2,7 +2,7 @@
 //! a second run continues the stored study), a multi-objective study with early stopping and a
 //! Pareto front, `optkit tune` flags, and bad settings refused with the key named.
 
-use optkit_tests::{TempDir, optkit, pipeline, read_json, tiny_config};
+use optkit_tests::{TempDir, optkit, pipeline, read_json, tiny_config, trial_dir};
 use serde_json::Value;
 
 const TUNE: &str = r#"
@@ -50,13 +50,12 @@ fn a_tune_stage_reports_every_trial_and_continues_its_study() {
         assert!(t["metrics"]["accuracy"].as_f64().unwrap() <= best_acc);
     }
     assert!(out.join("tune.db").is_file());
-    assert!(
-        out.join(format!("tune/trials/{chosen:05}/model.json"))
-            .is_file()
-    );
+    assert!(trial_dir(&out, "tune", chosen).join("model.json").is_file());
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(
-        md.contains("study tune in sqlite://") && md.contains("best trial: trial"),
+        md.contains("study tune@")
+            && md.contains(" in sqlite://")
+            && md.contains("best trial: trial"),
         "{md}"
     );
 
@@ -75,6 +74,52 @@ fn a_tune_stage_reports_every_trial_and_continues_its_study() {
     let d = tune_details(&out, 0);
     assert_eq!(d["trials"].as_array().unwrap().len(), 6);
     assert_eq!(d["ran_here"].as_array().unwrap().len(), 2);
+}
+
+/// A study's identity includes what its trials depend on: after `[train]` changes (or with
+/// `--force`), the stage runs a new study with new trials in new folders instead of handing
+/// back an old trial's model.
+#[test]
+fn a_changed_or_forced_tune_stage_runs_a_new_study() {
+    let dir = TempDir::new("tune-new-study");
+    let out = dir.path().join("run");
+    let stages = TUNE.replace("trials = 4", "trials = 2");
+    let o = pipeline(tiny_config(&out, &stages));
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let first = tune_details(&out, 1);
+    assert_eq!(first["ran_here"].as_array().unwrap().len(), 2);
+    // One more epoch per trial: the old trials were trained otherwise.
+    let changed = tiny_config(&out, &stages).replace("epochs = 2", "epochs = 3");
+    let o = pipeline(changed.clone());
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let second = tune_details(&out, 1);
+    assert_ne!(second["study"], first["study"]);
+    assert_eq!(second["ran_here"].as_array().unwrap().len(), 2, "{second}");
+    for t in second["trials"].as_array().unwrap() {
+        assert_eq!(t["epochs_budget"], 3, "{t}");
+    }
+    let tags = std::fs::read_dir(out.join("tune/trials")).unwrap().count();
+    assert_eq!(tags, 2, "each study's trials in a folder of its own");
+    // Unchanged and not forced: reused. Forced: a new study again.
+    let o = pipeline(changed.clone());
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stderr.is_empty() || !o.stderr.contains("error"),
+        "{}",
+        o.stderr
+    );
+    let cfg = dir.write("forced.toml", changed);
+    let o = optkit(&[
+        "pipeline",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--force",
+        "tune",
+    ]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let third = tune_details(&out, 1);
+    assert_ne!(third["study"], second["study"]);
+    assert_eq!(third["ran_here"].as_array().unwrap().len(), 2, "{third}");
 }
 
 #[test]
@@ -316,7 +361,8 @@ fn trials_tune_prune_ratio_and_quantization_bits_on_an_earlier_model() {
         );
         let n = t["number"].as_u64().unwrap();
         assert!(
-            out.join(format!("compress/trials/{n:05}/steps/0-prune/model.json"))
+            trial_dir(&out, "compress", n)
+                .join("steps/0-prune/model.json")
                 .is_file()
         );
     }

@@ -13,6 +13,11 @@
 //!   tune stage (several processes can share one SQLite or PostgreSQL study).
 //! - `cargo xtask bench samplers [optkit bench-samplers flags]`: opt-tune's samplers on test
 //!   functions over many seeds (`--optuna`: against Optuna's TPE), with ratios.
+//! - `cargo xtask fuzz <target> [--seconds N]`: runs a cargo-fuzz target of `fuzz/` (idx,
+//!   sparse, qweights, int8, model_folder, pipeline_toml, manifest) on the nightly toolchain for
+//!   N seconds (default 600) with its stored corpus; new corpus entries and crash inputs land
+//!   in `fuzz/corpus/<target>/` and `fuzz/artifacts/<target>/`, which the normal `cargo test`
+//!   replays. Needs `cargo install cargo-fuzz`.
 //! - `cargo xtask deps`: checks the dependency directions of ARCHITECTURE.md.
 //! - `cargo xtask ci`: fmt, clippy, dependency check, tests (what `.ci/run` calls).
 
@@ -22,7 +27,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((task, rest)) = args.split_first() else {
         eprintln!(
-            "usage: cargo xtask <pipeline|eval|export|prune|distill|quantize|tune|bench|deps|ci> [args]"
+            "usage: cargo xtask <pipeline|eval|export|prune|distill|quantize|tune|bench|fuzz|deps|ci> [args]"
         );
         return ExitCode::from(2);
     };
@@ -40,11 +45,12 @@ fn main() -> ExitCode {
             Some("train") => optkit("bench", &rest[1..]),
             _ => optkit("bench", rest),
         },
+        "fuzz" => fuzz(rest),
         "deps" => check_deps(),
         "ci" => ci(),
         other => {
             eprintln!(
-                "unknown task '{other}'; use pipeline, eval, export, prune, distill, quantize, tune, bench, deps or ci"
+                "unknown task '{other}'; use pipeline, eval, export, prune, distill, quantize, tune, bench, fuzz, deps or ci"
             );
             return ExitCode::from(2);
         }
@@ -89,6 +95,71 @@ fn optkit(sub: &str, args: &[String]) -> Result<(), u8> {
         .join("release")
         .join(format!("optkit{}", std::env::consts::EXE_SUFFIX));
     status(Command::new(bin).arg(sub).args(args))
+}
+
+/// The fuzz targets of `fuzz/Cargo.toml`.
+const FUZZ_TARGETS: [&str; 7] = [
+    "idx",
+    "sparse",
+    "qweights",
+    "int8",
+    "model_folder",
+    "pipeline_toml",
+    "manifest",
+];
+
+/// `cargo xtask fuzz <target> [--seconds N] [-- libfuzzer flags]`.
+fn fuzz(args: &[String]) -> Result<(), u8> {
+    let usage = || {
+        eprintln!(
+            "usage: cargo xtask fuzz <{}> [--seconds N] [-- <libFuzzer flags>]",
+            FUZZ_TARGETS.join("|")
+        );
+        2u8
+    };
+    let (target, rest) = args.split_first().ok_or_else(usage)?;
+    if !FUZZ_TARGETS.contains(&target.as_str()) {
+        eprintln!("xtask: unknown fuzz target '{target}'");
+        return Err(usage());
+    }
+    let (ours, extra) = match rest.iter().position(|a| a == "--") {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, &[][..]),
+    };
+    let seconds: u64 = match ours {
+        [] => 600,
+        [flag, n] if flag == "--seconds" => n.parse().map_err(|_| {
+            eprintln!("xtask: --seconds {n}: give a whole number of seconds");
+            2u8
+        })?,
+        _ => return Err(usage()),
+    };
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let corpus = root.join("fuzz/corpus").join(target);
+    let _ = std::fs::create_dir_all(&corpus);
+    // libFuzzer's own limits: 2 GB of memory (a runaway allocation is a finding), 10 s per
+    // input, and inputs up to 1 MB.
+    // The nightly cargo through rustup: not the stable one `cargo xtask` runs under, whose
+    // path and toolchain the environment still names.
+    status(
+        Command::new("cargo")
+            .env_remove("CARGO")
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("RUSTC")
+            .env_remove("RUSTDOC")
+            .current_dir(root.join("fuzz"))
+            .args(["+nightly", "fuzz", "run", target])
+            .arg(&corpus)
+            .args([
+                "--",
+                &format!("-max_total_time={seconds}"),
+                "-rss_limit_mb=2048",
+                "-timeout=10",
+                "-max_len=1048576",
+                "-print_final_stats=1",
+            ])
+            .args(extra),
+    )
 }
 
 /// The cargo target directory (`CARGO_TARGET_DIR` or the workspace's `target`).

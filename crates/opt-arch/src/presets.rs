@@ -31,6 +31,9 @@ pub struct Preset {
     pub dropout: Option<f64>,
 }
 
+/// The largest width multiplier (MobileNetV1 at 16 has 16,384 channels in its last block).
+pub const MAX_WIDTH_MULTIPLIER: f64 = 16.0;
+
 /// EfficientNet's compound-scaling coefficients (width, depth, resolution, dropout) for B0-B7,
 /// from the paper and torchvision.
 pub const EFFICIENTNET_COEFFICIENTS: [(f64, f64, usize, f64); 8] = [
@@ -65,11 +68,14 @@ impl Preset {
 
     /// Writes the explicit spec for images of shape `input`.
     pub fn build(&self, input: InputShape) -> Result<ZooArch> {
-        if !(self.width > 0.0 && self.width.is_finite()) {
+        if !(self.width > 0.0 && self.width <= MAX_WIDTH_MULTIPLIER) {
             return Err(CoreError::invalid(
                 "model.width",
                 self.width,
-                "the width multiplier must be a positive number (1.0 is the published network)",
+                format!(
+                    "the width multiplier must be a positive number up to {MAX_WIDTH_MULTIPLIER} \
+                     (1.0 is the published network)"
+                ),
             ));
         }
         if let Some(d) = self.dropout

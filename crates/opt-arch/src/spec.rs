@@ -176,12 +176,13 @@ fn invalid(key: String, value: impl std::fmt::Display, problem: impl Into<String
     CoreError::invalid(format!("model.{key}"), value, problem.into())
 }
 
+/// A width between 1 and opt-core's bound (checked before anything is computed from it).
 fn at_least_one(key: String, v: usize) -> Result<()> {
-    if v == 0 {
-        return Err(invalid(key, v, "must be at least 1"));
-    }
-    Ok(())
+    opt_core::model::positive(&key, v)
 }
+
+/// The most blocks a MobileNet or EfficientNet spec may have (B7 has 55).
+const MAX_BLOCKS: usize = 512;
 
 fn check_stride(key: String, v: usize) -> Result<()> {
     if v != 1 && v != 2 {
@@ -224,13 +225,11 @@ impl MobileNetSpec {
         out
     }
 
-    /// The product of all strides.
+    /// The product of all strides (saturating).
     pub fn total_stride(&self) -> usize {
         self.blocks()
             .iter()
-            .map(|(_, b)| b.stride)
-            .product::<usize>()
-            * self.stem_stride
+            .fold(self.stem_stride, |a, (_, b)| a.saturating_mul(b.stride))
     }
 
     /// Checks every width and rate, residual flags and the input size; errors name the key.
@@ -240,6 +239,7 @@ impl MobileNetSpec {
         if self.stages.iter().all(|s| s.is_empty()) {
             return Err(invalid("stages".into(), "[]", "needs at least one block"));
         }
+        opt_core::model::at_most("stages", self.stages.iter().map(Vec::len).sum(), MAX_BLOCKS)?;
         let mut prev = self.stem;
         for (s, stage) in self.stages.iter().enumerate() {
             for (j, b) in stage.iter().enumerate() {
@@ -331,8 +331,11 @@ impl MobileNetSpec {
 
 impl MobileNetV1Spec {
     /// The product of all strides.
+    /// The product of all strides (saturating).
     pub fn total_stride(&self) -> usize {
-        self.blocks.iter().map(|b| b.stride).product::<usize>() * self.stem_stride
+        self.blocks
+            .iter()
+            .fold(self.stem_stride, |a, b| a.saturating_mul(b.stride))
     }
 
     /// Checks every width, stride and rate and the input size.
@@ -342,6 +345,7 @@ impl MobileNetV1Spec {
         if self.blocks.is_empty() {
             return Err(invalid("blocks".into(), "[]", "needs at least one block"));
         }
+        opt_core::model::at_most("blocks", self.blocks.len(), MAX_BLOCKS)?;
         for (i, b) in self.blocks.iter().enumerate() {
             at_least_one(format!("blocks[{i}].out"), b.out)?;
             check_stride(format!("blocks[{i}].stride"), b.stride)?;

@@ -102,6 +102,9 @@ pub trait BackendTask {
 
 /// Runs `task` on `kind`.
 pub fn dispatch<T: BackendTask>(kind: BackendKind, task: T) -> Result<T::Output> {
+    // Seeded runs draw from the backends' process-global generators: one task at a time per
+    // process does, so a run's weights never depend on what else runs beside it.
+    let _rng = opt_core::train::rng_session();
     match kind {
         #[cfg(feature = "flex")]
         BackendKind::Flex => {
@@ -132,6 +135,17 @@ pub fn dispatch<T: BackendTask>(kind: BackendKind, task: T) -> Result<T::Output>
             "backend '{other}' is not compiled into this optkit; rebuild with --features {other}"
         ),
     }
+}
+
+/// Whether this machine has a wgpu adapter (a GPU driver, or Mesa's software Vulkan driver):
+/// its name, or the error that says what to install. Tests that need one ask first.
+pub fn wgpu_adapter_name() -> Result<String> {
+    #[cfg(feature = "wgpu")]
+    {
+        wgpu_adapter(&burn_wgpu::WgpuDevice::default())
+    }
+    #[cfg(not(feature = "wgpu"))]
+    bail!("this optkit was built without the wgpu backend (--features wgpu)")
 }
 
 /// Sets up the wgpu device once and names its adapter; a machine with no Vulkan driver gets an

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use opt_arch::{ArchChoice, ZooArch};
 use opt_core::data::DataSource;
-use opt_core::eval::MeasureConfig;
 use opt_core::model::ModelSpec;
 use opt_core::train::TrainConfig;
 use opt_distill::DistillConfig;
@@ -14,47 +13,7 @@ use opt_prune::PruneConfig;
 use opt_quant::QuantConfig;
 use serde::{Deserialize, Serialize};
 
-/// `[data]`: where the images come from and how they are split.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DataSection {
-    /// `embedded` (the shipped Fashion-MNIST subset) or `dir` (four IDX files in `path`).
-    pub source: SourceKind,
-    /// Directory of the IDX files for `source = "dir"`; relative paths are relative to the
-    /// config file's directory. `--data-dir` overrides it.
-    pub path: Option<PathBuf>,
-    /// Number of classes (labels must be below it).
-    pub classes: usize,
-    /// Fraction of the training split held out for validation, in (0, 1).
-    pub validation_split: f64,
-    /// Use only the first N training items (for quick runs).
-    pub train_limit: Option<usize>,
-    /// Use only the first N test items.
-    pub test_limit: Option<usize>,
-}
-
-/// Where data comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SourceKind {
-    /// The Fashion-MNIST subset compiled into optkit.
-    Embedded,
-    /// A directory of IDX files.
-    Dir,
-}
-
-impl Default for DataSection {
-    fn default() -> Self {
-        Self {
-            source: SourceKind::Embedded,
-            path: None,
-            classes: 10,
-            validation_split: 0.1,
-            train_limit: None,
-            test_limit: None,
-        }
-    }
-}
+pub use crate::config_sections::{DataSection, ReportSection, SourceKind};
 
 /// One `[[stages]]` entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,47 +96,6 @@ pub enum StageSection {
     },
 }
 
-/// `[report]`: where results go and how carefully models are measured.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ReportSection {
-    /// Run directory (relative to the working directory); `--out` overrides it.
-    pub out: PathBuf,
-    /// Timed batch-1 forward passes per model (≥ 200 for stable percentiles).
-    pub latency_runs: usize,
-    /// Untimed forward passes before timing.
-    pub warmup_runs: usize,
-    /// Batch size of the throughput measurement.
-    pub throughput_batch: usize,
-    /// Timed batches of the throughput measurement.
-    pub throughput_runs: usize,
-}
-
-impl Default for ReportSection {
-    fn default() -> Self {
-        let m = MeasureConfig::default();
-        Self {
-            out: PathBuf::from("runs/optkit"),
-            latency_runs: m.latency_runs,
-            warmup_runs: m.warmup_runs,
-            throughput_batch: m.throughput_batch,
-            throughput_runs: m.throughput_runs,
-        }
-    }
-}
-
-impl ReportSection {
-    /// The measurement settings.
-    pub fn measure(&self) -> MeasureConfig {
-        MeasureConfig {
-            latency_runs: self.latency_runs,
-            warmup_runs: self.warmup_runs,
-            throughput_batch: self.throughput_batch,
-            throughput_runs: self.throughput_runs,
-        }
-    }
-}
-
 /// The raw file, exactly as written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -240,20 +158,44 @@ pub struct Pipeline {
     pub backend: Option<String>,
     /// Stages to run again even when reusable (`--force`).
     pub force: Vec<String>,
+    /// `optkit tune --resume`: a tune stage continues its stored study and refuses to start
+    /// a new one.
+    pub resume_study: bool,
 }
 
 pub use crate::stage_graph::TeacherSource;
 
+/// The largest settings file optkit reads (a pipeline file is a few kB).
+pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+
+/// Reads a settings file as UTF-8 text: a regular file of at most [`MAX_CONFIG_BYTES`].
+pub fn read_text(path: &Path) -> Result<String> {
+    let bytes = opt_core::fsutil::read_capped(path, MAX_CONFIG_BYTES, "a settings file")?;
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not UTF-8 text (invalid byte at offset {}); give a TOML file",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
 /// Reads, parses and validates a pipeline file.
 pub fn load(path: &Path, overrides: Overrides) -> Result<Pipeline> {
-    let text = std::fs::read_to_string(path).with_context(|| {
+    let text = read_text(path).with_context(|| {
         format!(
             "cannot read config file {}; check the path given to --config",
             path.display()
         )
     })?;
-    let file = parse(&text).with_context(|| format!("invalid config {}", path.display()))?;
-    validate(path, file, overrides).with_context(|| format!("invalid config {}", path.display()))
+    from_text(&text, path, overrides).with_context(|| format!("invalid config {}", path.display()))
+}
+
+/// Parses and validates pipeline TOML `text` as the file `path` would be (relative paths in
+/// it are taken relative to `path`'s folder).
+pub fn from_text(text: &str, path: &Path, overrides: Overrides) -> Result<Pipeline> {
+    let file = parse(text)?;
+    validate(path, file, overrides)
 }
 
 /// Parses TOML text; errors carry the dotted key path and the line.
@@ -269,7 +211,14 @@ pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
         Err(e) => {
             let key = e.path().to_string();
             let inner = e.into_inner();
-            let msg = inner.message().to_string();
+            // One line: TOML's messages may span several.
+            let msg = inner
+                .message()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join("; ");
             let line = inner
                 .span()
                 .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
@@ -294,7 +243,8 @@ fn validate(path: &Path, mut file: PipelineFile, ov: Overrides) -> Result<Pipeli
         (Some(dir), _, _) => {
             file.data.source = SourceKind::Dir;
             file.data.path = Some(dir.clone());
-            DataSource::Dir { path: dir.clone() }
+            // Recorded absolute in every model.json, so it names the same files from anywhere.
+            DataSource::Dir { path: dir.clone() }.relative_to(Path::new("."))
         }
         (None, SourceKind::Embedded, None) => DataSource::Embedded,
         (None, SourceKind::Embedded, Some(_)) => {
@@ -302,7 +252,7 @@ fn validate(path: &Path, mut file: PipelineFile, ov: Overrides) -> Result<Pipeli
                 "data.path is set but data.source = \"embedded\"; set data.source = \"dir\" or remove data.path"
             )
         }
-        (None, SourceKind::Dir, Some(p)) => DataSource::Dir { path: base.join(p) },
+        (None, SourceKind::Dir, Some(p)) => DataSource::Dir { path: p.clone() }.relative_to(base),
         (None, SourceKind::Dir, None) => {
             bail!(
                 "data.source = \"dir\" needs data.path (or --data-dir <dir>) pointing at the IDX files"
@@ -418,6 +368,7 @@ fn validate(path: &Path, mut file: PipelineFile, ov: Overrides) -> Result<Pipeli
         out,
         backend,
         force: ov.force,
+        resume_study: false,
     };
     for i in 0..p.file.stages.len() {
         p.source_of(i)?;

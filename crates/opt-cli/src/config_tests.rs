@@ -75,10 +75,11 @@ fn data_dir_override_wins_and_relative_paths_follow_the_config() {
     ))
     .unwrap();
     let p = validate(Path::new("configs/x.toml"), f.clone(), Overrides::default()).unwrap();
+    // Recorded absolute, so it names the same files from any working directory.
     assert_eq!(
         p.source,
         DataSource::Dir {
-            path: PathBuf::from("configs/../data")
+            path: std::path::absolute("configs/../data").unwrap()
         }
     );
     let ov = Overrides {

@@ -66,7 +66,7 @@ pub struct DistillSaved {
 pub fn load_settings(path: Option<&Path>) -> Result<DistillFile> {
     let file = match path {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
+            let text = crate::config::read_text(path)
                 .with_context(|| format!("cannot read distill settings {}", path.display()))?;
             crate::config::parse_toml::<DistillFile>(&text)
                 .with_context(|| format!("invalid distill settings {}", path.display()))?
@@ -111,6 +111,10 @@ impl BackendTask for DistillSaved {
         let (tmeta, teacher, tsaved) =
             load_model::<B::InnerBackend, ZooArch>(&self.teacher, &device).context("--teacher")?;
         let splits = crate::evaluate::model_data(&meta, self.data_dir.as_deref())?;
+        tmeta
+            .spec
+            .check_data(&splits.test)
+            .context("--teacher does not fit the student's data")?;
         let (train_ds, valid_ds) = splits
             .train
             .split(s.validation_split.unwrap_or(0.1), s.train.seed)?;

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use opt_core::artifact::{ModelMeta, load_model};
+use opt_core::artifact::{ModelMeta, WeightsFormat, load_model, read_meta, read_weights};
 use opt_core::data::{Batcher, DataSource, Splits};
 use opt_core::eval::{EvalReport, MeasureConfig, Platform, measure};
 use opt_core::fsutil::read_json;
@@ -66,8 +66,13 @@ pub fn check_out_folder(out: &Path, sources: &[(&str, &Path)]) -> Result<()> {
 }
 
 /// The data a saved model is evaluated on: the IDX files in `data_dir` when given, else the
-/// data (and test limit) the model was measured on, else the embedded subset.
-pub fn model_data<A>(meta: &ModelMeta<A>, data_dir: Option<&Path>) -> Result<Splits> {
+/// data (and test limit) the model was measured on (a relative folder in `model.json` is
+/// relative to the model folder, see `read_meta`), else the embedded subset. Both splits are checked against the model (images of its
+/// input shape, labels below its classes, at least one image each) before anything runs.
+pub fn model_data<A: opt_core::model::Architecture>(
+    meta: &ModelMeta<A>,
+    data_dir: Option<&Path>,
+) -> Result<Splits> {
     let (source, limit) = match (data_dir, &meta.test_data) {
         (Some(d), _) => (
             DataSource::Dir {
@@ -82,6 +87,11 @@ pub fn model_data<A>(meta: &ModelMeta<A>, data_dir: Option<&Path>) -> Result<Spl
     if let Some(n) = limit {
         splits.test = splits.test.take(n);
     }
+    for ds in [&splits.train, &splits.test] {
+        meta.spec
+            .check_data(ds)
+            .with_context(|| format!("the data in {} does not fit the model", source.describe()))?;
+    }
     Ok(splits)
 }
 
@@ -91,24 +101,51 @@ fn run_inner<B: Backend>(
     backend: BackendKind,
     device_name: String,
 ) -> Result<EvalOutput> {
-    let (meta, model, saved) = load_model::<B, opt_arch::ZooArch>(&task.dir, &device)?;
+    let (meta, format) = read_meta::<opt_arch::ZooArch>(&task.dir)?;
     let test = model_data(&meta, task.data_dir.as_deref())?.test;
-    let batcher = Batcher {
-        norm: meta.normalization,
+    let eval = if format == WeightsFormat::Int8 {
+        // An int8 folder runs on the integer path, measured the way the quantize stage does.
+        let bytes = read_weights(&task.dir, &meta)?;
+        let path = task.dir.join(&meta.weights);
+        let q = opt_quant::qformat::decode(&bytes, &path.display().to_string())?;
+        if q.input != meta.spec.input || q.classes() != meta.spec.classes {
+            anyhow::bail!(
+                "{}: {} does not match its model.json (input {:?} into {} classes, model.json: \
+                 {:?} into {}); quantize the model again",
+                task.dir.display(),
+                meta.weights,
+                q.input,
+                q.classes(),
+                meta.spec.input,
+                meta.spec.classes
+            );
+        }
+        let figures = opt_quant::measure::StaticFigures {
+            macs: meta.spec.macs(),
+            size_bytes: bytes.len() as u64,
+            size_gzip_bytes: opt_core::fsutil::gzip_len(&bytes),
+        };
+        let threads = opt_quant::measure::default_threads();
+        opt_quant::measure::measure_int8(&q, &test, &task.measure, figures, threads)
+    } else {
+        let (meta, model, saved) = load_model::<B, opt_arch::ZooArch>(&task.dir, &device)?;
+        let batcher = Batcher {
+            norm: meta.normalization,
+        };
+        measure(
+            &model,
+            &meta.spec,
+            &saved,
+            &test,
+            &batcher,
+            &task.measure,
+            Platform {
+                backend: backend.name(),
+                device: &device_name,
+            },
+            &device,
+        )
     };
-    let eval = measure(
-        &model,
-        &meta.spec,
-        &saved,
-        &test,
-        &batcher,
-        &task.measure,
-        Platform {
-            backend: backend.name(),
-            device: &device_name,
-        },
-        &device,
-    );
     let recorded = read_json::<Candidate>(&task.dir.join("report.json"))
         .ok()
         .map(|c| c.eval.accuracy);

@@ -40,6 +40,31 @@ impl DeployConfig {
     /// listed twice.
     pub fn validate(&self, stages: &[String]) -> Result<()> {
         check_inside(&self.path)?;
+        // The bundle's top folder must not be a stage's folder or a file the run writes.
+        let first = self
+            .path
+            .components()
+            .find_map(|c| match c {
+                Component::Normal(n) => Some(n.to_string_lossy().into_owned()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let reserved = ["report.json", "report.md", "report.html", "tune.db"];
+        if stages.contains(&first)
+            || reserved.contains(&first.as_str())
+            || first.starts_with("tune.db")
+        {
+            bail!(
+                "deploy.path = \"{}\": {first} is {} in the run's output folder; choose another \
+                 folder, such as \"deploy\"",
+                self.path.display(),
+                if stages.contains(&first) {
+                    "a stage's folder"
+                } else {
+                    "a file the run writes"
+                }
+            );
+        }
         if self.candidate != "best" && !stages.contains(&self.candidate) {
             bail!(
                 "deploy.candidate = \"{}\": no stage has that name; use \"best\" or one of: {}",
@@ -157,6 +182,19 @@ mod tests {
         }
         for good in ["deploy", "bundles/best", "./deploy"] {
             check_inside(Path::new(good)).unwrap();
+        }
+    }
+
+    #[test]
+    fn deploy_paths_may_not_collide_with_stages_or_reports() {
+        let stages = vec!["baseline".to_string(), "int8".to_string()];
+        for bad in ["baseline", "./int8/bundle", "report.json", "tune.db"] {
+            let d = DeployConfig {
+                path: bad.into(),
+                ..DeployConfig::default()
+            };
+            let err = d.validate(&stages).unwrap_err().to_string();
+            assert!(err.contains("choose another folder"), "{bad}: {err}");
         }
     }
 

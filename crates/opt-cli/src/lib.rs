@@ -13,9 +13,11 @@ pub mod backend;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod config_sections;
 pub mod distill_cmd;
 pub mod evaluate;
 pub mod export_cmd;
+pub mod fuzzing;
 pub mod gemm_bench;
 pub mod inspect;
 pub mod pipeline;
@@ -31,6 +33,7 @@ pub mod tune_cmd;
 pub mod tune_keys;
 pub mod tune_report;
 pub mod tune_stage;
+pub mod tune_study;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -71,14 +74,13 @@ where
     init_logging();
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            let _ = writeln!(stderr, "{}", one_line_usage_error(&e.to_string()));
+            return EXIT_INPUT;
+        }
         Err(e) => {
-            let code = if e.use_stderr() { EXIT_INPUT } else { 0 };
-            if e.use_stderr() {
-                let _ = write!(stderr, "{e}");
-            } else {
-                let _ = e.print();
-            }
-            return code;
+            let _ = e.print();
+            return 0;
         }
     };
     match run(cli) {
@@ -92,6 +94,21 @@ where
             EXIT_INPUT
         }
     }
+}
+
+/// clap's usage error on one line: its message lines joined, the usage block and the
+/// "For more information" hint replaced by a pointer to `--help`.
+fn one_line_usage_error(text: &str) -> String {
+    let mut parts = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        if !line.is_empty() {
+            parts.push(line);
+        }
+    }
+    format!("{} (see optkit --help)", parts.join(" "))
 }
 
 fn init_logging() {

@@ -88,6 +88,17 @@ fn check_distill_stages<B: AutodiffBackend>(
             TeacherSource::Saved(dir) => {
                 let (meta, teacher, _) = load_model::<B::InnerBackend, ZooArch>(&dir, device)
                     .with_context(|| format!("stages[{i}].teacher_model {}", dir.display()))?;
+                if meta.spec.input != input || meta.spec.classes != specs[i].classes {
+                    bail!(
+                        "stages[{i}].teacher_model {}: the teacher takes {:?} images into {} \
+                         classes, the run's data is {input:?} with {} classes; give a teacher \
+                         trained on this data",
+                        dir.display(),
+                        meta.spec.input,
+                        meta.spec.classes,
+                        specs[i].classes
+                    );
+                }
                 let checked =
                     opt_distill::check_pair(&student, &teacher, dims, distill, &key, device);
                 teachers[i] = Some(StageTeacher::Saved(meta.normalization, Box::new(teacher)));
@@ -135,10 +146,17 @@ impl BackendTask for RunPipeline {
             height: train_ds.height,
             width: train_ds.width,
         };
-        // Every stage's spec is checked before any training starts.
+        // Every stage's spec is checked before any training starts, and so is every split
+        // against the model (the test split is measured only after training).
         let specs = p.stage_specs(input)?;
+        for ds in [&train_ds, &valid_ds, &splits.test] {
+            specs[0].check_data(ds).with_context(|| {
+                format!("the data of {} does not fit the model", p.source.describe())
+            })?;
+        }
         let teachers = check_distill_stages::<B>(&p, &specs, input, &device)?;
-        crate::tune_stage::check_storages(&p)?;
+        let data_digest = crate::resume::data_digest(&[&train_ds, &valid_ds, &splits.test]);
+        crate::tune_study::check_storages(&p, &data_digest)?;
         tracing::info!(
             train = train_ds.len(),
             valid = valid_ds.len(),
@@ -178,9 +196,8 @@ impl BackendTask for RunPipeline {
         // Every stage's output model, so later stages can start from any earlier one (None:
         // reused from an earlier run and not needed by a later stage).
         let mut models: Vec<Option<StageModel<B::InnerBackend>>> = Vec::new();
-        // Resume: the data's digest, the digest of each stage's output files, and which
-        // stages' models later stages read.
-        let data_digest = crate::resume::data_digest(&[&train_ds, &valid_ds, &splits.test]);
+        // Resume: the digest of each stage's output files, and which stages' models later
+        // stages read (the data's digest is above).
         let mut outputs: Vec<String> = Vec::new();
         let mut reused: Vec<String> = Vec::new();
         let needed = p.models_read_later()?;
@@ -193,10 +210,14 @@ impl BackendTask for RunPipeline {
             meta: &meta,
             device: &device,
         };
+        // Workers sharing the run folder write into it one at a time (see RunWriter).
+        let writer = crate::tune_study::RunWriter::of(&p)?;
+        let hold = || writer.as_ref().map(|w| w.hold()).transpose();
         for (i, (stage, spec)) in f.stages.iter().zip(&specs).enumerate() {
             let name = stage_name(stage).to_string();
             let dir = p.out.join(&name);
             let _span = tracing::info_span!("stage", name = %name).entered();
+            let mut writing = hold()?;
             let key = p.stage_key(i, &data_digest, &outputs, backend.name())?;
             if !p.force.contains(&name)
                 && let Some(marker) = crate::resume::reusable(&dir, &key)
@@ -268,6 +289,9 @@ impl BackendTask for RunPipeline {
                     }
                 }
                 StageSection::Tune { tune, trial, .. } => {
+                    // Trials run side by side with other workers; the result is written
+                    // under the lock again (run_tune takes it after the study).
+                    drop(writing.take());
                     let inp = crate::tune_stage::TuneInput {
                         file: f,
                         tune,
@@ -278,10 +302,21 @@ impl BackendTask for RunPipeline {
                         input,
                         start,
                         teacher,
+                        writer: writer.as_ref(),
                     };
-                    let study = tune.study.clone().unwrap_or_else(|| name.clone());
-                    crate::tune_stage::run_tune::<B>(&inp, &study, &p.out)
-                        .with_context(|| format!("stage {name}"))?
+                    let key = p.trials_key(i, &data_digest, &outputs)?;
+                    let study = crate::tune_study::StudyId::new(
+                        tune.study.as_deref().unwrap_or(&name),
+                        &key,
+                        p.force.contains(&name),
+                    );
+                    if p.resume_study {
+                        crate::tune_study::check_resumable(tune, &study, &p.out)?;
+                    }
+                    let (out, lease) = crate::tune_stage::run_tune::<B>(&inp, &study, &p.out)
+                        .with_context(|| format!("stage {name}"))?;
+                    writing = lease;
+                    out
                 }
                 step => {
                     let start = start.context("a step's input model")?;
@@ -306,7 +341,9 @@ impl BackendTask for RunPipeline {
             candidates.push(candidate);
             outputs.push(crate::resume::mark_done(&dir, &key)?.output);
             models.push(Some((out.spec, out.model)));
+            drop(writing);
         }
+        let _writing = hold()?;
         let selection = opt_core::select::select(&candidates, &f.constraints);
         if let Some(sel) = &selection {
             tracing::info!(best = %sel.best, met = sel.met, "{}", sel.explanation);

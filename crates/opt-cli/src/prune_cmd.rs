@@ -65,7 +65,7 @@ pub struct PruneSaved {
 
 /// Reads and checks the settings file.
 pub fn load_settings(path: &Path) -> Result<PruneFile> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::config::read_text(path)
         .with_context(|| format!("cannot read prune settings {}", path.display()))?;
     let file: PruneFile = crate::config::parse_toml(&text)
         .with_context(|| format!("invalid prune settings {}", path.display()))?;

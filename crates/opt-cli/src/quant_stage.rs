@@ -12,7 +12,9 @@ use std::path::Path;
 use anyhow::{Result, anyhow, bail};
 use burn::tensor::backend::AutodiffBackend;
 use opt_arch::{ZooArch, ZooModel};
-use opt_core::artifact::{MODEL_FILE, ModelMeta, WeightsFormat, load_model, save_quant_weights};
+use opt_core::artifact::{
+    MODEL_FILE, ModelMeta, WeightsFormat, clear_model_files, load_model, save_quant_weights,
+};
 use opt_core::data::ImageDataset;
 use opt_core::eval::{EvalReport, MeasureConfig, Platform, evaluate_accuracy, measure};
 use opt_core::fsutil::{gzip_len, write_atomic, write_json_atomic};
@@ -270,6 +272,7 @@ pub fn run_quantize<B: AutodiffBackend>(
     let bytes = encode(&q);
     let path = dir.join(INT8_FILE);
     std::fs::create_dir_all(dir)?;
+    clear_model_files(dir)?;
     write_atomic(&path, &bytes)?;
     // The spec, normalization and class names beside it, for export and deployment bundles.
     meta.weights = INT8_FILE.to_string();

@@ -65,7 +65,7 @@ impl BackendTask for QuantizeSaved {
         backend: BackendKind,
         device_name: String,
     ) -> Result<QuantizeOutput> {
-        crate::evaluate::check_out_folder(&self.out, &[])?;
+        crate::evaluate::check_out_folder(&self.out, &[("source model", &self.model)])?;
         let (meta, model, saved) = load_model::<B::InnerBackend, ZooArch>(&self.model, &device)?;
         let splits = crate::evaluate::model_data(&meta, self.data_dir.as_deref())?;
         let batcher = Batcher {

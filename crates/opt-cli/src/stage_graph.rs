@@ -81,7 +81,7 @@ impl Pipeline {
 
     /// What stage `i` reads besides the data: the earlier stage its steps start from, and its
     /// distillation teacher (an earlier stage or a saved folder).
-    fn reads(&self, i: usize) -> Result<Vec<TeacherSource>> {
+    pub fn reads(&self, i: usize) -> Result<Vec<TeacherSource>> {
         let mut out = Vec::new();
         if self.runs_steps(i) {
             let s = self.source_of(i)?;
@@ -95,10 +95,8 @@ impl Pipeline {
         Ok(out)
     }
 
-    /// The content key of stage `i` (see [`crate::resume`]): its section, the training and
-    /// model settings, the data section and the data's digest, the measurement settings, the
-    /// backend, and the digests of the earlier stages' outputs it reads (`outputs`, by stage)
-    /// or of a saved teacher's folder.
+    /// The content key of stage `i` (see [`crate::resume`]): its section, the backend, and
+    /// everything its work depends on (see [`Self::depends_on`]).
     pub fn stage_key(
         &self,
         i: usize,
@@ -106,6 +104,33 @@ impl Pipeline {
         outputs: &[String],
         backend: &str,
     ) -> Result<String> {
+        let mut key = self.depends_on(i, data_digest, outputs)?;
+        key["stage"] = serde_json::to_value(&self.file.stages[i])?;
+        key["backend"] = backend.into();
+        crate::resume::json_digest(&key)
+    }
+
+    /// The digest of what tune stage `i`'s trials depend on (see [`Self::depends_on`]) and
+    /// the steps they run; the stored study's name carries it, so a study whose trials were
+    /// made from other settings, data or models is never continued as if it were this one.
+    pub fn trials_key(&self, i: usize, data_digest: &str, outputs: &[String]) -> Result<String> {
+        let mut key = self.depends_on(i, data_digest, outputs)?;
+        if let StageSection::Tune { trial, .. } = &self.file.stages[i] {
+            key["steps"] = serde_json::to_value(trial)?;
+        }
+        crate::resume::json_digest(&key)
+    }
+
+    /// What stage `i`'s work depends on besides its own section: the training and model
+    /// settings, the data section and the data's digest, the measurement settings, and the
+    /// digests of the earlier stages' outputs it reads (`outputs`, by stage) or of a saved
+    /// teacher's folder.
+    fn depends_on(
+        &self,
+        i: usize,
+        data_digest: &str,
+        outputs: &[String],
+    ) -> Result<serde_json::Value> {
         let f = &self.file;
         let inputs = self
             .reads(i)?
@@ -121,15 +146,13 @@ impl Pipeline {
             "train_limit": f.data.train_limit,
             "test_limit": f.data.test_limit,
         });
-        crate::resume::json_digest(&serde_json::json!({
+        Ok(serde_json::json!({
             "optkit": env!("CARGO_PKG_VERSION"),
-            "stage": f.stages[i],
             "train": f.train,
             "model": f.model,
             "data": data,
             "data_digest": data_digest,
             "measure": f.report.measure(),
-            "backend": backend,
             "inputs": inputs,
         }))
     }

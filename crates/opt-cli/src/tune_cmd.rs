@@ -65,7 +65,9 @@ pub fn prepare(args: &TuneArgs) -> Result<config::Pipeline> {
         ([i], _) => *i,
         ([], Some(s)) => bail!("{}: no tune stage named {s:?}", args.config.display()),
         ([], None) => bail!(
-            "{}: no tune stage; add one:\n[[stages]]\nkind = \"tune\"\n[stages.tune.space]\n\"train.learning_rate\" = {{ float = [1e-4, 1e-1], log = true }}",
+            "{}: no tune stage; add one: [[stages]] with kind = \"tune\" and a \
+             [stages.tune.space] such as \"train.learning_rate\" = {{ float = [1e-4, 1e-1], \
+             log = true }}",
             args.config.display()
         ),
         (_, _) => bail!(
@@ -89,20 +91,27 @@ pub fn prepare(args: &TuneArgs) -> Result<config::Pipeline> {
     if let Some(url) = &args.storage {
         // A relative file on the command line is relative to where the command runs.
         let cwd = std::env::current_dir().context("reading the working directory")?;
-        tune.storage = Some(crate::tune_stage::sqlite_relative_to(url, &cwd));
+        tune.storage = Some(crate::tune_study::sqlite_relative_to(url, &cwd));
     }
     tune.check(&format!("stages[{index}].tune"), p.file.train.epochs as u32)?;
     if args.resume {
-        let url = crate::tune_stage::storage_url(tune, &p.out);
+        let url = crate::tune_study::storage_url(tune, &p.out);
         let study = tune
             .study
             .clone()
             .unwrap_or_else(|| name.clone().unwrap_or_else(|| "tune".into()));
-        let mut storage = opt_tune::storage::open(&url)?;
-        if storage.study_def(&study)?.is_none() {
-            let known = storage.studies()?;
+        // The stored study is `<name>@<digest of what its trials depend on>`.
+        let known = match url.strip_prefix("sqlite://") {
+            Some(file) if !std::path::Path::new(file).is_file() => Vec::new(),
+            _ => opt_tune::storage::open(&url)?.studies()?,
+        };
+        if !known
+            .iter()
+            .any(|s| crate::tune_study::StudyId::is_of(s, &study))
+        {
             bail!(
-                "--resume: no study named '{study}' in {url} (studies there: {}); run without --resume to start it",
+                "--resume: no study named '{study}' in {} (studies there: {}); run without --resume to start it",
+                opt_tune::storage::mask(&url),
                 if known.is_empty() {
                     "none".to_string()
                 } else {
@@ -111,6 +120,7 @@ pub fn prepare(args: &TuneArgs) -> Result<config::Pipeline> {
             );
         }
     }
+    p.resume_study = args.resume;
     if trial.is_empty() {
         p.file.stages = vec![stage];
     } else {

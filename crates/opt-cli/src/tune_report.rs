@@ -4,8 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use opt_tune::trial::TrialState;
+use opt_tune::objective::Objective;
+use opt_tune::study::Outcome;
+use opt_tune::trial::{Trial, TrialState};
 use serde::{Deserialize, Serialize};
+
+use crate::config::{PipelineFile, StageSection};
+use crate::tune_keys::apply;
 
 /// One trial in the report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -135,4 +140,84 @@ pub(crate) fn metric_value(v: f64) -> String {
     } else {
         format!("{v:.4}")
     }
+}
+
+/// A trial's row in the stage's report.
+pub fn row(file: &PipelineFile, steps: &[StageSection], t: &Trial) -> TrialRow {
+    let run = t
+        .metrics
+        .get("epochs")
+        .map(|e| *e as u32)
+        .or(t.last_step())
+        .unwrap_or(0);
+    // Trials with steps are never stopped early: their budget is what they trained.
+    let budget = if steps.is_empty() {
+        apply(file, steps, &t.params)
+            .map(|c| c.train.epochs as u32)
+            .unwrap_or(0)
+    } else {
+        run
+    };
+    TrialRow {
+        number: t.number,
+        state: t.state,
+        params: t.params.clone(),
+        values: t.values.clone(),
+        metrics: t.metrics.clone(),
+        epochs_run: run,
+        epochs_budget: budget,
+        feasible: t.feasible(),
+        message: t.message.clone(),
+        retry_of: t.retry_of,
+        seconds: t.duration_s(),
+    }
+}
+
+/// One line of the live progress table (stderr).
+pub fn progress_line(
+    trial: &Trial,
+    outcome: &Outcome,
+    reported: &Trial,
+    objectives: &[Objective],
+    best: &mut Option<(u64, f64)>,
+    seconds: f64,
+) {
+    let params: Vec<String> = trial
+        .params
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let (state, values) = match outcome {
+        Outcome::Complete(m) => {
+            let vals: Vec<String> = objectives
+                .iter()
+                .map(|o| {
+                    format!(
+                        "{} {}",
+                        o.metric,
+                        metric_value(m.get(&o.metric).copied().unwrap_or(f64::NAN))
+                    )
+                })
+                .collect();
+            if let Some(v) = m.get(&objectives[0].metric)
+                && best.is_none_or(|(_, b)| objectives[0].direction.better(*v, b))
+            {
+                *best = Some((trial.number, *v));
+            }
+            ("complete", vals.join(", "))
+        }
+        Outcome::Pruned => (
+            "pruned",
+            format!("stopped at epoch {}", reported.last_step().unwrap_or(0)),
+        ),
+        Outcome::Failed(why) => ("failed", why.clone()),
+    };
+    let best = best
+        .map(|(n, v)| format!("best {} {v:.4} (#{n})", objectives[0].metric))
+        .unwrap_or_default();
+    eprintln!(
+        "optkit: trial {:>3} {state:<8} {values} | {} | {seconds:.1} s | {best}",
+        trial.number,
+        params.join(" ")
+    );
 }

@@ -26,8 +26,9 @@ use crate::stage_run::{
     StepContext, StepOutput, TeacherRef, run_step, save_and_measure, step_kind,
 };
 use crate::tune_keys::{TrialSettings, apply, trial_spec};
-use crate::tune_report::metric_value;
 pub use crate::tune_report::{ChosenStep, TrialRow, TuneReport};
+use crate::tune_report::{progress_line, row};
+use crate::tune_study::{RunWriter, StudyId, storage_url};
 
 /// What a tune stage needs from the pipeline.
 pub struct TuneInput<'a, B: AutodiffBackend> {
@@ -50,6 +51,8 @@ pub struct TuneInput<'a, B: AutodiffBackend> {
     pub start: Option<(&'a ModelSpec<ZooArch>, &'a ZooModel<B::InnerBackend>)>,
     /// A distill step's teacher.
     pub teacher: Option<TeacherRef<'a, B::InnerBackend>>,
+    /// The run's single writer, when workers may share the run folder.
+    pub writer: Option<&'a RunWriter>,
 }
 
 /// The trial's hook: reports validation accuracy per epoch and stops when told to.
@@ -86,8 +89,10 @@ struct Trained<B: burn::tensor::backend::Backend> {
     train: TrainReport,
 }
 
-fn trial_dir(dir: &Path, number: u64) -> PathBuf {
-    dir.join("trials").join(format!("{number:05}"))
+fn trial_dir(dir: &Path, study: &StudyId, number: u64) -> PathBuf {
+    dir.join("trials")
+        .join(&study.tag)
+        .join(format!("{number:05}"))
 }
 
 /// Trains one trial that trains `[model]`; `Err(outcome)` when it was pruned or failed.
@@ -197,59 +202,21 @@ fn steps_metrics<B: burn::tensor::backend::Backend>(
     metrics
 }
 
-/// Where the study lives: a relative SQLite path is taken inside the run directory.
-pub fn storage_url(tune: &TuneConfig, out: &Path) -> String {
-    match tune.storage.as_deref() {
-        None => format!("sqlite://{}", out.join("tune.db").display()),
-        Some(url) => sqlite_relative_to(url, out),
-    }
-}
-
-/// `url` with a relative SQLite file taken inside `base`; other URLs unchanged.
-pub fn sqlite_relative_to(url: &str, base: &Path) -> String {
-    match url.strip_prefix("sqlite://") {
-        Some(path) if !Path::new(path).is_absolute() => {
-            format!("sqlite://{}", base.join(path).display())
-        }
-        _ => url.to_string(),
-    }
-}
-
-/// Opens every tune stage's storage and study before any training: a wrong URL, a missing
-/// folder or a stored study with another definition fails now.
-pub fn check_storages(p: &crate::config::Pipeline) -> Result<()> {
-    for (i, stage) in p.file.stages.iter().enumerate() {
-        let crate::config::StageSection::Tune { tune, .. } = stage else {
-            continue;
-        };
-        let prefix = format!("stages[{i}].tune");
-        let checked = tune.check(&prefix, p.file.train.epochs as u32)?;
-        let url = storage_url(tune, &p.out);
-        let name = tune
-            .study
-            .clone()
-            .unwrap_or_else(|| crate::config::stage_name(stage).to_string());
-        let mut storage =
-            opt_tune::storage::open(&url).with_context(|| format!("{prefix}.storage"))?;
-        storage
-            .open_study(&name, &checked.def)
-            .with_context(|| format!("{prefix}.study"))?;
-    }
-    Ok(())
-}
-
 /// Runs the study (until it holds `tune.trials` trials) and makes the chosen trial the
 /// stage's candidate in the stage's folder: a trained model is copied from its trial folder
 /// (or trained again when another worker ran it elsewhere), steps are run again into it.
 pub fn run_tune<B: AutodiffBackend>(
     inp: &TuneInput<'_, B>,
-    study_name: &str,
+    study_id: &StudyId,
     out: &Path,
-) -> Result<StepOutput<B::InnerBackend>> {
+) -> Result<(StepOutput<B::InnerBackend>, Option<opt_tune::lease::Lease>)> {
+    let stored = study_id.stored();
+    let study_name = stored.as_str();
     let prefix = format!("stages[{}].tune", inp.index);
     let checked = inp.tune.check(&prefix, inp.file.train.epochs as u32)?;
-    let url = storage_url(inp.tune, out);
-    let storage = opt_tune::storage::open(&url)?;
+    let storage = opt_tune::storage::open(&storage_url(inp.tune, out))?;
+    // Printed and stored with its password masked.
+    let url = storage.url();
     let worker = WorkerConfig {
         stale_after_s: inp.tune.stale_after_s,
         heartbeat_s: (inp.tune.stale_after_s / 4.0).clamp(0.2, 15.0),
@@ -280,7 +247,7 @@ pub fn run_tune<B: AutodiffBackend>(
                 return Outcome::Failed("could not be set up".into());
             }
         };
-        let dir = trial_dir(inp.dir, trial.number);
+        let dir = trial_dir(inp.dir, study_id, trial.number);
         let outcome = if inp.steps.is_empty() {
             match train_trial::<B>(inp, &settings, Some(&mut *reporter), report_accuracy) {
                 Err(e) => {
@@ -314,6 +281,9 @@ pub fn run_tune<B: AutodiffBackend>(
     if let Some(e) = setup_error {
         return Err(e.context(format!("{prefix}: a trial's settings could not be applied")));
     }
+    // From here on this worker writes the stage's result: one worker at a time (the lease is
+    // handed to the pipeline, which holds it until the stage's marker is written).
+    let lease = inp.writer.map(RunWriter::hold).transpose()?;
     let trials = study.trials()?;
     let def = study.def().clone();
     let front: Vec<u64> = pareto::front(&def, &trials)
@@ -372,7 +342,8 @@ pub fn run_tune<B: AutodiffBackend>(
     let settings = apply(inp.file, inp.steps, &chosen_trial.params)?;
     let (spec, model, eval, train_report, bits, chosen_steps, step_summary) =
         if inp.steps.is_empty() {
-            let (spec, model, train) = load_or_retrain::<B>(inp, &chosen_trial, &settings)?;
+            let (spec, model, train) =
+                load_or_retrain::<B>(inp, study_id, &chosen_trial, &settings)?;
             let eval = save_and_measure(inp.ctx, inp.dir, &spec, &model, WeightsFormat::Dense)?;
             if let Some(t) = &train {
                 write_json_atomic(&inp.dir.join("train.json"), t)?;
@@ -434,7 +405,7 @@ pub fn run_tune<B: AutodiffBackend>(
     };
     let mut summary = report.summary();
     summary.extend(step_summary);
-    Ok(StepOutput {
+    let out = StepOutput {
         kind: "tune",
         method: Some(format!("{:?}", inp.tune.sampler.kind).to_lowercase()),
         bits,
@@ -449,7 +420,8 @@ pub fn run_tune<B: AutodiffBackend>(
         train: train_report,
         details: serde_json::to_value(&report)?,
         summary,
-    })
+    };
+    Ok((out, lease))
 }
 
 /// Why a trial's steps count as diverged: a training loss that is not finite.
@@ -467,36 +439,6 @@ fn diverged<B: burn::tensor::backend::Backend>(outs: &[StepOutput<B>]) -> Option
     })
 }
 
-fn row(file: &PipelineFile, steps: &[StageSection], t: &Trial) -> TrialRow {
-    let run = t
-        .metrics
-        .get("epochs")
-        .map(|e| *e as u32)
-        .or(t.last_step())
-        .unwrap_or(0);
-    // Trials with steps are never stopped early: their budget is what they trained.
-    let budget = if steps.is_empty() {
-        apply(file, steps, &t.params)
-            .map(|c| c.train.epochs as u32)
-            .unwrap_or(0)
-    } else {
-        run
-    };
-    TrialRow {
-        number: t.number,
-        state: t.state,
-        params: t.params.clone(),
-        values: t.values.clone(),
-        metrics: t.metrics.clone(),
-        epochs_run: run,
-        epochs_budget: budget,
-        feasible: t.feasible(),
-        message: t.message.clone(),
-        retry_of: t.retry_of,
-        seconds: t.duration_s(),
-    }
-}
-
 /// The chosen trial's spec, model and (when recorded) training report.
 type Chosen<B> = (ModelSpec<ZooArch>, ZooModel<B>, Option<TrainReport>);
 
@@ -504,13 +446,14 @@ type Chosen<B> = (ModelSpec<ZooArch>, ZooModel<B>, Option<TrainReport>);
 /// another worker ran it somewhere this process cannot read.
 fn load_or_retrain<B: AutodiffBackend>(
     inp: &TuneInput<'_, B>,
+    study: &StudyId,
     trial: &Trial,
     settings: &TrialSettings,
 ) -> Result<Chosen<B::InnerBackend>> {
     let device = inp.ctx.device;
-    let dir = trial_dir(inp.dir, trial.number);
-    // An int8 trial's folder holds model.json beside model.int8, which loads no float model.
-    if dir.join("model.json").is_file() && !dir.join(opt_quant::qformat::INT8_FILE).is_file() {
+    let dir = trial_dir(inp.dir, study, trial.number);
+    // Trials that train [model] save float models; the folder is this study's own.
+    if dir.join("model.json").is_file() {
         let (meta, model, _) = load_model::<B::InnerBackend, ZooArch>(&dir, device)
             .with_context(|| format!("trial {} model {}", trial.number, dir.display()))?;
         let train = std::fs::read_to_string(dir.join("train.json"))
@@ -527,53 +470,4 @@ fn load_or_retrain<B: AutodiffBackend>(
         Ok(t) => Ok((t.spec, t.model, Some(t.train))),
         Err(o) => bail!("retraining trial {} did not finish: {o:?}", trial.number),
     }
-}
-
-/// One line of the live progress table (stderr).
-fn progress_line(
-    trial: &Trial,
-    outcome: &Outcome,
-    reported: &Trial,
-    objectives: &[opt_tune::objective::Objective],
-    best: &mut Option<(u64, f64)>,
-    seconds: f64,
-) {
-    let params: Vec<String> = trial
-        .params
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    let (state, values) = match outcome {
-        Outcome::Complete(m) => {
-            let vals: Vec<String> = objectives
-                .iter()
-                .map(|o| {
-                    format!(
-                        "{} {}",
-                        o.metric,
-                        metric_value(m.get(&o.metric).copied().unwrap_or(f64::NAN))
-                    )
-                })
-                .collect();
-            if let Some(v) = m.get(&objectives[0].metric)
-                && best.is_none_or(|(_, b)| objectives[0].direction.better(*v, b))
-            {
-                *best = Some((trial.number, *v));
-            }
-            ("complete", vals.join(", "))
-        }
-        Outcome::Pruned => (
-            "pruned",
-            format!("stopped at epoch {}", reported.last_step().unwrap_or(0)),
-        ),
-        Outcome::Failed(why) => ("failed", why.clone()),
-    };
-    let best = best
-        .map(|(n, v)| format!("best {} {v:.4} (#{n})", objectives[0].metric))
-        .unwrap_or_default();
-    eprintln!(
-        "optkit: trial {:>3} {state:<8} {values} | {} | {seconds:.1} s | {best}",
-        trial.number,
-        params.join(" ")
-    );
 }

@@ -2,16 +2,13 @@
 //! reused, the killed one runs from the start, and the report equals an uninterrupted run's
 //! (the real binary, killed with SIGKILL).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn temp(tag: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("optkit-resume-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).unwrap();
-    p
-}
+use common::temp;
 
 fn config(dir: &Path) -> PathBuf {
     let text = r#"version = 1
@@ -80,7 +77,7 @@ fn figures(r: &serde_json::Value) -> Vec<(String, f64, u64)> {
 
 #[test]
 fn a_pipeline_killed_during_a_stage_finishes_with_the_same_report() {
-    let dir = temp("kill");
+    let dir = temp("resume-kill");
     let cfg = config(&dir);
     let reference = dir.join("reference");
     assert!(run(&cfg, &reference).status().unwrap().success());

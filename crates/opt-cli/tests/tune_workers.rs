@@ -3,20 +3,17 @@
 //! repeating a trial, and a worker killed with SIGKILL in the middle of a trial has that trial
 //! failed and re-run by the next worker.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::temp;
+
 use opt_tune::storage::{SqliteStorage, Storage};
 
 use opt_tune::trial::TrialState;
-
-fn temp(tag: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("optkit-workers-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).unwrap();
-    p
-}
 
 fn config(dir: &Path, epochs: usize, train_limit: usize, stale_after_s: f64) -> PathBuf {
     let text = format!(
@@ -91,6 +88,17 @@ fn worker_on(
     c
 }
 
+/// The stored name of study `name`: `<name>@<digest of what its trials depend on>`.
+fn stored_study(storage: &mut dyn Storage, name: &str) -> String {
+    let names = storage.studies().unwrap();
+    let mut of: Vec<&String> = names
+        .iter()
+        .filter(|s| s.starts_with(&format!("{name}@")))
+        .collect();
+    assert_eq!(of.len(), 1, "one study named {name}: {names:?}");
+    of.remove(0).clone()
+}
+
 /// The trial numbers a worker's live table says it finished.
 fn finished_by(stderr: &str) -> Vec<u64> {
     stderr
@@ -102,7 +110,7 @@ fn finished_by(stderr: &str) -> Vec<u64> {
 
 /// Runs four workers on `url`/`study` and checks that the 16 trials were each run once.
 fn four_workers(tag: &str, url: &str, study: &str) -> Vec<opt_tune::trial::Trial> {
-    let dir = temp(tag);
+    let dir = temp(&format!("workers-{tag}"));
     let (cfg, out) = (config(&dir, 2, 400, 60.0), dir.join("run"));
     let children: Vec<_> = (0..4)
         .map(|_| {
@@ -125,7 +133,9 @@ fn four_workers(tag: &str, url: &str, study: &str) -> Vec<opt_tune::trial::Trial
         (0..16).collect::<Vec<u64>>(),
         "each trial run by exactly one worker: {per_worker:?}"
     );
-    let trials = opt_tune::storage::open(url).unwrap().trials(study).unwrap();
+    let mut storage = opt_tune::storage::open(url).unwrap();
+    let stored = stored_study(storage.as_mut(), study);
+    let trials = storage.trials(&stored).unwrap();
     assert_eq!(trials.len(), 16);
     assert!(
         trials.iter().all(|t| t.state == TrialState::Complete),
@@ -134,6 +144,30 @@ fn four_workers(tag: &str, url: &str, study: &str) -> Vec<opt_tune::trial::Trial
     let workers: std::collections::BTreeSet<_> =
         trials.iter().filter_map(|t| t.worker.clone()).collect();
     assert!(workers.len() >= 2, "the work was shared: {workers:?}");
+    // Every worker wrote the stage's result, one at a time: the folder's files are the ones
+    // its marker records, and its model is the chosen trial's.
+    let stage = out.join("tune");
+    let marker: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(stage.join("stage.done.json")).unwrap()).unwrap();
+    assert_eq!(
+        marker["output"].as_str().unwrap(),
+        opt_cli::resume::folder_digest(&stage).unwrap(),
+        "the marker matches the files beside it"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(stage.join("report.json")).unwrap()).unwrap();
+    let chosen = report["details"]["chosen"].as_u64().unwrap();
+    let tag = stored.split_once('@').unwrap().1;
+    let trial_weights = stage
+        .join("trials")
+        .join(tag)
+        .join(format!("{chosen:05}"))
+        .join("weights.safetensors");
+    assert_eq!(
+        std::fs::read(stage.join("weights.safetensors")).unwrap(),
+        std::fs::read(trial_weights).unwrap(),
+        "the stage's model is the chosen trial's"
+    );
     eprintln!(
         "{url}: 16 trials created, {} finished, 0 lost, 0 run twice; per worker {:?}",
         trials.len(),
@@ -144,7 +178,7 @@ fn four_workers(tag: &str, url: &str, study: &str) -> Vec<opt_tune::trial::Trial
 
 #[test]
 fn four_worker_processes_share_a_sqlite_study_without_losing_or_repeating_trials() {
-    let dir = temp("four-sqlite");
+    let dir = temp("workers-four-sqlite");
     four_workers(
         "four",
         &format!("sqlite://{}", dir.join("study.db").display()),
@@ -167,7 +201,7 @@ fn four_worker_processes_share_a_postgres_study_without_losing_or_repeating_tria
 
 #[test]
 fn a_killed_worker_s_trial_is_failed_and_run_again() {
-    let dir = temp("kill");
+    let dir = temp("workers-kill");
     let (cfg, db, out) = (
         config(&dir, 40, 3000, 2.0),
         dir.join("study.db"),
@@ -182,12 +216,15 @@ fn a_killed_worker_s_trial_is_failed_and_run_again() {
             "the first worker never reported an epoch"
         );
         let running = db.is_file()
-            && SqliteStorage::open(&db)
-                .and_then(|mut s| s.trials("tune"))
-                .is_ok_and(|t| {
-                    t.iter()
-                        .any(|t| t.state == TrialState::Running && !t.intermediate.is_empty())
-                });
+            && SqliteStorage::open(&db).is_ok_and(|mut s| {
+                let names = s.studies().unwrap_or_default();
+                names.iter().any(|n| {
+                    s.trials(n).is_ok_and(|t| {
+                        t.iter()
+                            .any(|t| t.state == TrialState::Running && !t.intermediate.is_empty())
+                    })
+                })
+            });
         if running {
             break;
         }
@@ -196,10 +233,12 @@ fn a_killed_worker_s_trial_is_failed_and_run_again() {
     a.kill().unwrap(); // SIGKILL on Unix
     a.wait().unwrap();
     std::thread::sleep(Duration::from_millis(2500)); // longer than stale_after_s
-    let short = config(&dir, 2, 3000, 2.0); // same study definition, shorter training
-    let o = worker(&short, &db, &out, 1, true).output().unwrap();
+    // The same config continues the same study (its trials depend on the same settings).
+    let o = worker(&cfg, &db, &out, 1, true).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let trials = SqliteStorage::open(&db).unwrap().trials("tune").unwrap();
+    let mut storage = SqliteStorage::open(&db).unwrap();
+    let stored = stored_study(&mut storage, "tune");
+    let trials = storage.trials(&stored).unwrap();
     assert_eq!(trials.len(), 2, "{trials:?}");
     assert_eq!(trials[0].state, TrialState::Failed);
     assert!(
@@ -216,4 +255,63 @@ fn a_killed_worker_s_trial_is_failed_and_run_again() {
         (TrialState::Complete, Some(0))
     );
     assert_eq!(trials[1].params, trials[0].params);
+}
+
+/// A worker paused past `stale_after_s` (Ctrl-Z, a laptop sleeping) has its trial re-queued
+/// by another worker; when it resumes it drops that trial and goes on, exiting 0, instead of
+/// ending its whole `optkit tune` with exit 2.
+#[test]
+fn a_paused_worker_goes_on_after_its_trial_was_requeued() {
+    let dir = temp("workers-pause");
+    let (cfg, db, out) = (
+        config(&dir, 30, 3000, 4.0),
+        dir.join("study.db"),
+        dir.join("run"),
+    );
+    let a = worker(&cfg, &db, &out, 2, false).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !(db.is_file()
+        && SqliteStorage::open(&db).is_ok_and(|mut s| {
+            s.studies().unwrap_or_default().iter().any(|n| {
+                s.trials(n)
+                    .is_ok_and(|t| t.iter().any(|t| !t.intermediate.is_empty()))
+            })
+        }))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the worker never reported an epoch"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = a.id().to_string();
+    let signal = |sig: &str| {
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    signal("-STOP");
+    std::thread::sleep(Duration::from_millis(5000)); // past stale_after_s
+    // Another worker re-queues the silent worker's trial and runs it.
+    let o = worker(&cfg, &db, &out, 2, false).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    signal("-CONT");
+    let o = a.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "the paused worker went on: {stderr}");
+    assert!(stderr.contains("no longer held"), "{stderr}");
+    let mut storage = SqliteStorage::open(&db).unwrap();
+    let stored = stored_study(&mut storage, "tune");
+    let trials = storage.trials(&stored).unwrap();
+    assert_eq!(trials[0].state, TrialState::Failed, "{trials:?}");
+    assert!(
+        trials
+            .iter()
+            .any(|t| t.retry_of == Some(0) && t.state == TrialState::Complete),
+        "{trials:?}"
+    );
 }

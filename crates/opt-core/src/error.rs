@@ -50,6 +50,20 @@ pub enum CoreError {
         /// What is wrong.
         problem: String,
     },
+    /// A file is larger than what its header (or its kind) allows.
+    #[error(
+        "{path} is {size}, more than the {max} bytes {what} allows; the file is damaged or not what it claims to be"
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size, in words.
+        size: String,
+        /// The most bytes allowed.
+        max: u64,
+        /// What set the limit.
+        what: String,
+    },
     /// A JSON document could not be (de)serialized.
     #[error("{path}: invalid JSON: {source}")]
     Json {

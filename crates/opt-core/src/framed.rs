@@ -130,6 +130,32 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// The number of values of each tensor a header lists (`(name, shape)`), checked before
+/// anything is allocated: every shape's product must fit and all of them together may hold at
+/// most `max_values` values (what the model the file belongs to holds).
+pub fn tensor_sizes<'a>(
+    tensors: impl IntoIterator<Item = (&'a str, &'a [usize])>,
+    max_values: usize,
+) -> Result<Vec<usize>, String> {
+    let mut sizes = Vec::new();
+    let mut total = 0usize;
+    for (name, shape) in tensors {
+        let n = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| format!("tensor {name} has an impossible shape {shape:?}"))?;
+        total = total.saturating_add(n);
+        sizes.push(n);
+    }
+    if total > max_values {
+        return Err(format!(
+            "its tensors hold {total} values, more than the {max_values} of the model it \
+             belongs to"
+        ));
+    }
+    Ok(sizes)
+}
+
 /// The little-endian bytes of float32 values.
 pub fn f32_bytes(values: &[f32]) -> impl Iterator<Item = u8> + '_ {
     values.iter().flat_map(|v| v.to_le_bytes())

@@ -29,6 +29,7 @@ pub mod error;
 pub mod eval;
 pub mod framed;
 pub mod fsutil;
+pub mod fuzzing;
 pub mod model;
 pub mod ops;
 pub mod progress;

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use half::f16;
 use serde::{Deserialize, Serialize};
 
-use crate::framed::{Cursor, FrameError, f32_bytes, read_framed, write_framed};
+use crate::framed::{Cursor, FrameError, f32_bytes, read_framed, tensor_sizes, write_framed};
 use crate::weights::HostTensor;
 
 /// First bytes of a weight-only quantized file.
@@ -176,10 +176,14 @@ pub fn encode_quant_weights(tensors: &BTreeMap<String, StoredTensor>) -> Vec<u8>
     write_framed(MAGIC, VERSION, &header, &payload, true)
 }
 
-/// Decodes a weight-only quantized file. Every inconsistency (truncation, a checksum that does
-/// not match, a shape or block that does not fit the payload) is an error that says what is
-/// wrong.
-pub fn decode_quant_weights(bytes: &[u8]) -> Result<BTreeMap<String, StoredTensor>, String> {
+/// Decodes a weight-only quantized file whose tensors hold at most `max_values` values in all
+/// (what the model it belongs to holds). Every inconsistency (truncation, a checksum that does
+/// not match, a shape or block that does not fit the payload, more values than allowed) is an
+/// error that says what is wrong.
+pub fn decode_quant_weights(
+    bytes: &[u8],
+    max_values: usize,
+) -> Result<BTreeMap<String, StoredTensor>, String> {
     let corrupt = |what: String| format!("corrupt quantized weights file: {what}");
     let (header, payload) = read_framed(bytes, MAGIC, VERSION, true).map_err(|e| match e {
         FrameError::Corrupt(what) => corrupt(what),
@@ -196,22 +200,19 @@ pub fn decode_quant_weights(bytes: &[u8]) -> Result<BTreeMap<String, StoredTenso
             header.payload_bytes
         )));
     }
+    let sizes = tensor_sizes(
+        header
+            .tensors
+            .iter()
+            .map(|e| (e.name.as_str(), e.shape.as_slice())),
+        max_values,
+    )
+    .map_err(corrupt)?;
     let mut cursor = Cursor::new(payload);
     let mut take =
         |len: usize, name: &str| cursor.take(len, &format!("tensor {name}")).map_err(corrupt);
     let mut out = BTreeMap::new();
-    for e in &header.tensors {
-        let n = e
-            .shape
-            .iter()
-            .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .filter(|&n| n <= 1 << 31)
-            .ok_or_else(|| {
-                corrupt(format!(
-                    "tensor {} has an impossible shape {:?}",
-                    e.name, e.shape
-                ))
-            })?;
+    for (e, &n) in header.tensors.iter().zip(&sizes) {
         let t = match (e.bits, e.block) {
             (32, 0) => StoredTensor::Float(HostTensor {
                 shape: e.shape.clone(),
@@ -304,7 +305,7 @@ mod tests {
     fn round_trips_exactly_and_packs_four_bit_codes() {
         let t = sample();
         let bytes = encode_quant_weights(&t);
-        assert_eq!(decode_quant_weights(&bytes).unwrap(), t);
+        assert_eq!(decode_quant_weights(&bytes, 1 << 20).unwrap(), t);
         let payload: usize = t
             .values()
             .map(|s| match s {
@@ -323,14 +324,14 @@ mod tests {
     fn corruption_is_an_error_not_a_panic() {
         let bytes = encode_quant_weights(&sample());
         for cut in [0, 10, 19, bytes.len() / 2, bytes.len() - 1] {
-            let e = decode_quant_weights(&bytes[..cut]).unwrap_err();
+            let e = decode_quant_weights(&bytes[..cut], 1 << 20).unwrap_err();
             assert!(e.contains("corrupt quantized weights file"), "{cut}: {e}");
         }
         for i in [30, bytes.len() - 10, bytes.len() - 2] {
             let mut flipped = bytes.clone();
             flipped[i] ^= 0x10;
             assert!(
-                decode_quant_weights(&flipped)
+                decode_quant_weights(&flipped, 1 << 20)
                     .unwrap_err()
                     .contains("checksum"),
                 "{i}"
@@ -339,7 +340,7 @@ mod tests {
         let mut version = bytes;
         version[8] = 9;
         assert!(
-            decode_quant_weights(&version)
+            decode_quant_weights(&version, 1 << 20)
                 .unwrap_err()
                 .contains("version 9")
         );

@@ -16,7 +16,7 @@ use std::io::{Read, Write};
 
 use serde::{Deserialize, Serialize};
 
-use crate::framed::{Cursor, FrameError, read_framed, write_framed};
+use crate::framed::{Cursor, FrameError, read_framed, tensor_sizes, write_framed};
 use crate::weights::HostTensor;
 
 /// First bytes of a sparse weights file.
@@ -115,10 +115,14 @@ pub fn encode_sparse(tensors: &BTreeMap<String, HostTensor>) -> Vec<u8> {
     write_framed(MAGIC, VERSION, &header, &compressed, false)
 }
 
-/// Decodes a sparse weights file into dense tensors. Every inconsistency (truncation, bad
-/// checksum, a mask that disagrees with its count, a shape that does not fit) is an error
-/// that says what is wrong.
-pub fn decode_sparse(bytes: &[u8]) -> Result<BTreeMap<String, HostTensor>, String> {
+/// Decodes a sparse weights file into dense tensors holding at most `max_values` values in
+/// all (what the model it belongs to holds; nothing larger is allocated). Every inconsistency
+/// (truncation, bad checksum, a mask that disagrees with its count, a shape that does not fit,
+/// a header that declares more than its tensors need) is an error that says what is wrong.
+pub fn decode_sparse(
+    bytes: &[u8],
+    max_values: usize,
+) -> Result<BTreeMap<String, HostTensor>, String> {
     let corrupt = |what: String| format!("corrupt sparse weights file: {what}");
     let (header, body) = read_framed(bytes, MAGIC, VERSION, false).map_err(|e| match e {
         FrameError::Corrupt(what) => corrupt(what),
@@ -128,7 +132,26 @@ pub fn decode_sparse(bytes: &[u8]) -> Result<BTreeMap<String, HostTensor>, Strin
     })?;
     let header: Header = serde_json::from_slice(header)
         .map_err(|e| corrupt(format!("header is not valid ({e})")))?;
-    let mut payload = Vec::with_capacity(header.payload_bytes.min(1 << 30));
+    // What the tensors can need at most (every value stored densely), checked before the
+    // payload is inflated, so a small file cannot claim gigabytes.
+    let sizes = tensor_sizes(
+        header
+            .tensors
+            .iter()
+            .map(|e| (e.name.as_str(), e.shape.as_slice())),
+        max_values,
+    )
+    .map_err(corrupt)?;
+    let most = sizes.iter().fold(0usize, |a, &n| {
+        a.saturating_add(n.saturating_mul(4).saturating_add(n.div_ceil(8)))
+    });
+    if header.payload_bytes > most {
+        return Err(corrupt(format!(
+            "the header declares a payload of {} bytes, more than its tensors can need ({most})",
+            header.payload_bytes
+        )));
+    }
+    let mut payload = Vec::with_capacity(header.payload_bytes);
     flate2::read::ZlibDecoder::new(body)
         .take(header.payload_bytes as u64 + 1)
         .read_to_end(&mut payload)
@@ -148,24 +171,13 @@ pub fn decode_sparse(bytes: &[u8]) -> Result<BTreeMap<String, HostTensor>, Strin
     let mut take =
         |len: usize, name: &str| cursor.take(len, &format!("tensor {name}")).map_err(corrupt);
     let mut out = BTreeMap::new();
-    for e in &header.tensors {
-        let n = e
-            .shape
-            .iter()
-            .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .filter(|&n| n <= 1 << 31)
-            .ok_or_else(|| {
-                corrupt(format!(
-                    "tensor {} has an impossible shape {:?}",
-                    e.name, e.shape
-                ))
-            })?;
+    for (e, &n) in header.tensors.iter().zip(&sizes) {
         let values = match e.encoding {
             Encoding::Dense => unshuffle(take(4 * n, &e.name)?),
             Encoding::Bitmask => {
                 let mask = take(n.div_ceil(8), &e.name)?.to_vec();
                 let ones: usize = mask.iter().map(|b| b.count_ones() as usize).sum();
-                if ones != e.nonzero || e.nonzero > n {
+                if ones != e.nonzero {
                     return Err(corrupt(format!(
                         "tensor {}: the mask has {ones} set bits, the header says {} non-zeros",
                         e.name, e.nonzero
@@ -234,7 +246,7 @@ mod tests {
     fn round_trips_bit_for_bit_and_shrinks() {
         let t = sample();
         let bytes = encode_sparse(&t);
-        let back = decode_sparse(&bytes).unwrap();
+        let back = decode_sparse(&bytes, 1 << 20).unwrap();
         for (name, a) in &t {
             let b = &back[name];
             assert_eq!(a.shape, b.shape);
@@ -248,15 +260,56 @@ mod tests {
     fn corruption_is_an_error_not_a_panic() {
         let bytes = encode_sparse(&sample());
         for cut in [0, 10, 20, bytes.len() / 2, bytes.len() - 1] {
-            let e = decode_sparse(&bytes[..cut]).unwrap_err();
+            let e = decode_sparse(&bytes[..cut], 1 << 20).unwrap_err();
             assert!(e.contains("corrupt sparse weights file"), "{cut}: {e}");
         }
         let mut flipped = bytes.clone();
         let last = flipped.len() - 6;
         flipped[last] ^= 0x55;
-        assert!(decode_sparse(&flipped).is_err());
+        assert!(decode_sparse(&flipped, 1 << 20).is_err());
         let mut version = bytes;
         version[8] = 9;
-        assert!(decode_sparse(&version).unwrap_err().contains("version 9"));
+        assert!(
+            decode_sparse(&version, 1 << 20)
+                .unwrap_err()
+                .contains("version 9")
+        );
+    }
+
+    /// A header may not claim more than the model holds, nor a payload larger than its
+    /// tensors need (`payload_bytes = 2^64 - 1` once overflowed the reader).
+    #[test]
+    fn headers_that_claim_too_much_are_refused_before_allocating() {
+        let bytes = encode_sparse(&sample());
+        let e = decode_sparse(&bytes, 1002).unwrap_err();
+        assert!(e.contains("1003 values") && e.contains("1002"), "{e}");
+        let (header, body) = read_framed(&bytes, MAGIC, VERSION, false).unwrap();
+        let mut h: serde_json::Value = serde_json::from_slice(header).unwrap();
+        for claim in [u64::MAX, 1 << 40] {
+            h["payload_bytes"] = claim.into();
+            let forged = write_framed(
+                MAGIC,
+                VERSION,
+                &serde_json::to_vec(&h).unwrap(),
+                body,
+                false,
+            );
+            let e = decode_sparse(&forged, 1 << 20).unwrap_err();
+            assert!(e.contains("more than its tensors can need"), "{e}");
+        }
+        h["payload_bytes"] = 16.into();
+        h["tensors"][0]["shape"] = serde_json::json!([usize::MAX, 2]);
+        let forged = write_framed(
+            MAGIC,
+            VERSION,
+            &serde_json::to_vec(&h).unwrap(),
+            body,
+            false,
+        );
+        assert!(
+            decode_sparse(&forged, 1 << 20)
+                .unwrap_err()
+                .contains("impossible shape")
+        );
     }
 }

@@ -15,12 +15,10 @@ pub fn device() -> burn::tensor::Device<TestBackend> {
 }
 
 /// Backends seed a process-global generator (`B::seed`), so tests that check seeded
-/// reproducibility must not interleave their draws with other tests: hold this lock.
-pub static SEED_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Takes [`SEED_LOCK`] for the rest of a test that draws from the backend's generator.
-pub fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
-    SEED_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+/// reproducibility must not interleave their draws with other tests: hold this session (the
+/// one every optkit command holds, see [`crate::train::rng_session`]) for the rest of a test.
+pub fn rng_lock() -> crate::train::RngSession {
+    crate::train::rng_session()
 }
 
 /// The input of MNIST-style images: 1 channel, 28x28.

@@ -28,6 +28,8 @@ pub mod bundle;
 pub mod deployed;
 pub mod error;
 pub mod format;
+pub mod fuzzing;
+pub mod manifest;
 pub mod onnx_export;
 pub mod onnx_graph;
 pub mod onnx_proto;

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
 use opt_arch::{ZooArch, ZooModel};
-use opt_core::artifact::{MODEL_FILE, ModelMeta, load_model};
-use opt_core::fsutil::read_json;
+use opt_core::artifact::{
+    MODEL_FILE, ModelMeta, WeightsFormat, load_model, read_meta, read_weights,
+};
 use opt_quant::QuantModel;
 use opt_quant::qformat::{INT8_FILE, decode};
 
@@ -55,12 +56,13 @@ impl<B: Backend> SourceModel<B> {
             };
             return Err(not_a_model(problem));
         }
-        if dir.join(INT8_FILE).is_file() {
-            let meta: ModelMeta<ZooArch> = read_json(&dir.join(MODEL_FILE))?;
+        // The folder's kind is what model.json says, whatever other files lie beside it.
+        let (meta, format) = read_meta::<ZooArch>(dir)?;
+        if format == WeightsFormat::Int8 {
+            let bytes = read_weights(dir, &meta)?;
             let path = dir.join(INT8_FILE);
-            let bytes =
-                std::fs::read(&path).map_err(|e| opt_core::CoreError::io("reading", &path, e))?;
             let model = decode(&bytes, &path.display().to_string())?;
+            check_int8(&meta, &model, dir)?;
             return Ok(SourceModel::Int8 {
                 meta,
                 model: Box::new(model),
@@ -88,12 +90,31 @@ impl<B: Backend> SourceModel<B> {
         }
     }
 
-    /// The files that make up the folder's model, relative to it (`model.json` first).
+    /// The files that make up the folder's model, relative to it (`model.json` first, then
+    /// the weights file it names).
     pub fn files(&self) -> Vec<PathBuf> {
-        let weights = match self {
-            SourceModel::Float { meta, .. } => meta.weights.clone(),
-            SourceModel::Int8 { .. } => INT8_FILE.to_string(),
-        };
-        vec![PathBuf::from(MODEL_FILE), PathBuf::from(weights)]
+        vec![
+            PathBuf::from(MODEL_FILE),
+            PathBuf::from(&self.meta().weights),
+        ]
     }
+}
+
+/// An int8 model must be the model its `model.json` describes: same input and classes.
+fn check_int8(meta: &ModelMeta<ZooArch>, model: &QuantModel, dir: &Path) -> Result<()> {
+    let spec = &meta.spec;
+    if model.input != spec.input || model.classes() != spec.classes {
+        return Err(ExportError::NotAModel {
+            path: dir.to_path_buf(),
+            problem: format!(
+                "{INT8_FILE} takes {:?} images into {} classes but {MODEL_FILE} describes {:?} \
+                 into {}; the files come from different models, quantize again",
+                model.input,
+                model.classes(),
+                spec.input,
+                spec.classes
+            ),
+        });
+    }
+    Ok(())
 }

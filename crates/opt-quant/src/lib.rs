@@ -38,6 +38,7 @@ pub mod fallback;
 #[cfg(test)]
 mod fixture;
 pub mod float_layer;
+pub mod fuzzing;
 pub mod graph;
 pub mod kernels;
 pub mod measure;

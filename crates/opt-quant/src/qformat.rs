@@ -22,8 +22,13 @@ use crate::qmodel::{QLayer, QWeights, QuantModel};
 pub const MAGIC: &[u8; 8] = b"OPTKQINT";
 /// Version of the layout this optkit writes and reads.
 pub const VERSION: u32 = 1;
-/// File name of an int8 model in a model folder.
-pub const INT8_FILE: &str = "model.int8";
+/// The most values one layer may output per image (a file claiming more is refused before the
+/// model runs).
+const MAX_ACTIVATION: usize = 1 << 26;
+
+/// File name of an int8 model in a model folder (named by opt-core, which knows every model
+/// file a folder may hold).
+pub const INT8_FILE: &str = opt_core::artifact::INT8_FILE;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
@@ -266,17 +271,36 @@ pub fn decode(bytes: &[u8], path: &str) -> Result<QuantModel> {
         header.input.height,
         header.input.width,
     ];
+    let pixels = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    if pixels.is_none_or(|n| n == 0 || n > MAX_ACTIVATION)
+        || !(header.input_params.scale.is_finite() && header.input_params.scale > 0.0)
+    {
+        return Err(corrupt(format!(
+            "input {shape:?} with scale {} is not an image optkit quantizes",
+            header.input_params.scale
+        )));
+    }
     for l in header.layers {
         layers.push(match l {
             LayerHeader::Conv { name, in_channels, out_channels, kernel, stride, padding, relu, output, float } => {
-                if in_channels != shape[0] || kernel == 0 || stride == 0 || shape[1] + 2 * padding < kernel || shape[2] + 2 * padding < kernel {
+                // Every size is checked before it is used: the file may come from anyone.
+                let padded = |x: usize| padding.checked_mul(2).and_then(|p| x.checked_add(p));
+                let fits = |x: usize| padded(x).is_some_and(|p| p >= kernel);
+                let per = in_channels.checked_mul(kernel).and_then(|v| v.checked_mul(kernel));
+                if in_channels != shape[0] || kernel == 0 || stride == 0 || !fits(shape[1]) || !fits(shape[2]) || per.is_none() {
                     return Err(corrupt(format!(
                         "layer {name} ({in_channels} channels, kernel {kernel}) does not fit its input {shape:?}"
                     )));
                 }
-                let w = weights(&name, out_channels, in_channels * kernel * kernel, relu, output, float)?;
-                let o = |x: usize| (x + 2 * padding - kernel) / stride + 1;
+                let w = weights(&name, out_channels, per.unwrap_or(0), relu, output, float)?;
+                let o = |x: usize| (padded(x).unwrap_or(0) - kernel) / stride + 1;
                 shape = [out_channels, o(shape[1]), o(shape[2])];
+                if shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).is_none_or(|n| n > MAX_ACTIVATION) {
+                    return Err(corrupt(format!(
+                        "layer {name} makes an output of {shape:?} values per image, more than \
+                         {MAX_ACTIVATION}"
+                    )));
+                }
                 match w {
                     Stored::Codes(w) => QuantModel::conv(w, in_channels, kernel, stride, padding),
                     Stored::Float { weight, bias, relu, output } => QLayer::Float {
@@ -293,7 +317,7 @@ pub fn decode(bytes: &[u8], path: &str) -> Result<QuantModel> {
                 QLayer::MaxPool { size }
             }
             LayerHeader::Linear { name, inputs, outputs, relu, output, float } => {
-                if inputs != shape.iter().product::<usize>() {
+                if inputs != shape.iter().product::<usize>() || outputs > MAX_ACTIVATION {
                     return Err(corrupt(format!(
                         "layer {name} takes {inputs} inputs but its input {shape:?} has {}",
                         shape.iter().product::<usize>()

@@ -42,6 +42,7 @@
 pub mod bench;
 pub mod config;
 pub mod error;
+pub mod lease;
 pub mod objective;
 pub mod pareto;
 pub mod pruner;

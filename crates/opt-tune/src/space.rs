@@ -117,6 +117,9 @@ pub enum Dimension {
     },
 }
 
+/// The most values a stepped float dimension may have.
+pub const MAX_STEPS: u64 = 1_000_000;
+
 impl DimensionFile {
     /// Checks the dimension; `key` names it in errors.
     pub fn check(&self, key: &str) -> Result<Dimension> {
@@ -161,6 +164,15 @@ impl DimensionFile {
                         "the step must be > 0 and divide high - low",
                     ));
                 }
+                if n > MAX_STEPS as f64 {
+                    return Err(bad(
+                        format!("step = {step}"),
+                        &format!(
+                            "the step cuts [{low}, {high}] into {n:.3e} values; at most \
+                             {MAX_STEPS} are allowed (use a larger step, or none)"
+                        ),
+                    ));
+                }
             }
             return Ok(Dimension::Float {
                 low,
@@ -174,6 +186,12 @@ impl DimensionFile {
                 return Err(bad(
                     format!("int = [{low}, {high}]"),
                     "the range is empty or inverted; write [low, high] with low < high",
+                ));
+            }
+            if high.checked_sub(low).is_none_or(|d| d > 1 << 52) {
+                return Err(bad(
+                    format!("int = [{low}, {high}]"),
+                    "the range is wider than 2^52; narrow it",
                 ));
             }
             if self.log && low <= 0 {
@@ -332,8 +350,8 @@ impl Dimension {
             Self::Categorical { ref choices } => choices.clone(),
             Self::Int {
                 low, high, step, ..
-            } if all_steps(((high - low) / step + 1) as usize).is_some() => (0..=(high - low)
-                / step)
+            } if all_steps((((high - low) / step) as usize).saturating_add(1)).is_some() => (0
+                ..=(high - low) / step)
                 .map(|k| ParamValue::Int(low + k * step))
                 .collect(),
             Self::Float {
@@ -341,7 +359,7 @@ impl Dimension {
                 high,
                 step: Some(s),
                 ..
-            } if all_steps(((high - low) / s).round() as usize + 1).is_some() => {
+            } if all_steps((((high - low) / s).round() as usize).saturating_add(1)).is_some() => {
                 let n = ((high - low) / s).round() as usize;
                 (0..=n)
                     .map(|k| ParamValue::Float(low + k as f64 * s))

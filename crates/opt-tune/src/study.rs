@@ -2,10 +2,10 @@
 //! ask / report / tell, or by [`Study::optimize`] with an objective function.
 
 use std::collections::BTreeMap;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::error::{Result, TuneError};
+use crate::lease::Beating;
 use crate::objective::StudyDef;
 use crate::pareto;
 use crate::pruner::Pruner;
@@ -35,6 +35,9 @@ pub struct WorkerConfig {
     pub stale_after_s: f64,
     /// Seconds between heartbeats while a trial runs.
     pub heartbeat_s: f64,
+    /// A trial whose worker stopped this many times (killed, or silent past
+    /// `stale_after_s`) is failed for good instead of re-queued again.
+    pub max_stops: u32,
 }
 
 impl Default for WorkerConfig {
@@ -45,6 +48,7 @@ impl Default for WorkerConfig {
             worker: format!("{host}:{}:{thread}", std::process::id()),
             stale_after_s: 60.0,
             heartbeat_s: 5.0,
+            max_stops: 3,
         }
     }
 }
@@ -104,6 +108,7 @@ impl Study {
             worker: &self.worker.worker,
             stale_after_s: self.worker.stale_after_s,
             max_trials,
+            max_stops: self.worker.max_stops,
         };
         let (sampler, def) = (&self.sampler, &self.def);
         ops::ask(
@@ -206,8 +211,10 @@ impl Study {
 
     /// Runs trials until the study holds `max_trials` (counted over every worker) or the
     /// sampler is exhausted. `objective` gets the trial and a reporter for intermediate values;
-    /// a heartbeat thread keeps the trial alive while it runs. Returns the trials this worker
-    /// finished.
+    /// a heartbeat thread keeps the trial alive while it runs. A trial taken from this worker
+    /// meanwhile (re-queued because the worker was paused or silent past `stale_after_s`) is
+    /// logged and dropped, and the worker goes on with the next one. Returns the trials this
+    /// worker finished.
     pub fn optimize<F>(&mut self, max_trials: u64, mut objective: F) -> Result<Vec<Trial>>
     where
         F: FnMut(&Trial, &mut Reporter<'_>) -> Outcome,
@@ -232,18 +239,30 @@ impl Study {
                 ..
             } = reporter;
             beat.stop();
-            if let Some(e) = error {
-                return Err(e);
+            let finished = match error {
+                Some(e) => Err(e),
+                None => self.tell(reported, outcome),
+            };
+            match finished {
+                Ok(finished) => {
+                    tracing::info!(
+                        study = %self.name,
+                        trial = finished.number,
+                        state = %finished.state,
+                        values = ?finished.values,
+                        "trial finished"
+                    );
+                    done.push(finished);
+                }
+                Err(e @ TuneError::LostTrial { .. }) => {
+                    tracing::warn!(
+                        study = %self.name,
+                        trial = trial.number,
+                        "{e}; its result is dropped and this worker takes the next trial"
+                    );
+                }
+                Err(e) => return Err(e),
             }
-            let finished = self.tell(reported, outcome)?;
-            tracing::info!(
-                study = %self.name,
-                trial = finished.number,
-                state = %finished.state,
-                values = ?finished.values,
-                "trial finished"
-            );
-            done.push(finished);
         }
         Ok(done)
     }
@@ -276,10 +295,7 @@ impl Reporter<'_> {
 }
 
 /// A thread that refreshes a trial's heartbeat until stopped.
-struct Heartbeat {
-    stop: mpsc::Sender<()>,
-    handle: std::thread::JoinHandle<()>,
-}
+struct Heartbeat(Beating);
 
 impl Heartbeat {
     fn start(
@@ -288,26 +304,27 @@ impl Heartbeat {
         number: u64,
         worker: &WorkerConfig,
     ) -> Self {
-        let (stop, rx) = mpsc::channel::<()>();
-        let (study, id, every) = (
-            study.to_string(),
-            worker.worker.clone(),
+        let (study, id) = (study.to_string(), worker.worker.clone());
+        // A failed heartbeat (a busy or briefly unreachable database) is retried at the next
+        // beat; only a trial that is no longer this worker's ends the beating.
+        Self(Beating::start(
             Duration::from_secs_f64(worker.heartbeat_s),
-        );
-        let handle = std::thread::spawn(move || {
-            while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
-                if let Err(e) = ops::heartbeat(storage.as_mut(), &study, number, &id) {
+            move || match ops::heartbeat(storage.as_mut(), &study, number, &id) {
+                Ok(()) => true,
+                Err(e @ TuneError::LostTrial { .. }) => {
                     tracing::warn!("heartbeat of trial {number}: {e}");
-                    return;
+                    false
                 }
-            }
-        });
-        Self { stop, handle }
+                Err(e) => {
+                    tracing::warn!("heartbeat of trial {number} failed, retrying: {e}");
+                    true
+                }
+            },
+        ))
     }
 
     fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.handle.join();
+        self.0.stop();
     }
 }
 

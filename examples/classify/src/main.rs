@@ -61,6 +61,14 @@ fn main() -> Result<()> {
         };
         let images = read_idx_file(image, IMAGES_MAGIC)?;
         let size: usize = shape.iter().product();
+        let [c, h, w] = shape;
+        if (c, &images.dims[1..]) != (1, &[h, w][..]) {
+            bail!(
+                "{} holds {:?} images; the model takes {c}-channel {h}x{w} images",
+                image.display(),
+                &images.dims[1..]
+            );
+        }
         let count = images.dims[0];
         if index >= count {
             bail!(

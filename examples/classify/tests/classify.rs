@@ -100,5 +100,52 @@ fn the_example_classifies_idx_and_png_images_from_a_bundle() {
         !ok && out.contains("weights.safetensors does not match the manifest"),
         "{out}"
     );
+
+    // Manifests that would read outside the bundle, verify nothing, or panic the classifier
+    // are refused by name (the bundle's files are fine again).
+    write_bundle::<B>(
+        &tmp.join("model"),
+        &bundle,
+        &[ExportFormat::Onnx],
+        "lenet5",
+        &device,
+    )
+    .unwrap();
+    let manifest_path = bundle.join("manifest.json");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    let hostname = serde_json::json!({
+        "path": "/etc/hostname", "role": "x", "bytes": 1, "sha256": "00"
+    });
+    type Tamper = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(Tamper, &str)> = vec![
+        (
+            Box::new(move |m| m["files"].as_array_mut().unwrap().push(hostname.clone())),
+            "plain file names",
+        ),
+        (
+            Box::new(|m| m["files"] = serde_json::json!([])),
+            "does not list model.json",
+        ),
+        (
+            Box::new(|m| {
+                let files = m["files"].as_array_mut().unwrap();
+                files.retain(|f| f["path"] != WEIGHTS_FILE);
+            }),
+            "which the manifest does not list",
+        ),
+        (
+            Box::new(|m| m["output"]["classes"] = 0.into()),
+            "at least 2 classes",
+        ),
+    ];
+    for (tamper, needle) in cases {
+        let mut m = manifest.clone();
+        tamper(&mut m);
+        std::fs::write(&manifest_path, serde_json::to_vec(&m).unwrap()).unwrap();
+        let (ok, out) = classify(&[&bundle, &png_path]);
+        assert!(!ok && out.contains(needle), "{needle}: {out}");
+        assert!(!out.contains("panicked"), "{out}");
+    }
     let _ = std::fs::remove_dir_all(&tmp);
 }

@@ -21,6 +21,27 @@ impl Normalization {
         let (mean, std) = ds.pixel_stats();
         Self { mean, std }
     }
+
+    /// Checks values read from a file (`key` names them): the mean finite and in [0, 1], the
+    /// standard deviation finite and positive (a zero would divide every pixel by zero).
+    pub fn validate(&self, key: &str) -> crate::error::Result<()> {
+        if !(self.mean.is_finite() && (0.0..=1.0).contains(&self.mean)) {
+            return Err(crate::error::CoreError::invalid(
+                format!("{key}.mean"),
+                self.mean,
+                "must be the mean of the pixels scaled to [0, 1]",
+            ));
+        }
+        if !(self.std.is_finite() && self.std >= 1e-6) {
+            return Err(crate::error::CoreError::invalid(
+                format!("{key}.std"),
+                self.std,
+                "must be a positive standard deviation (at least 1e-6) of the pixels scaled to \
+                 [0, 1]",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A batch of normalized images and their labels.

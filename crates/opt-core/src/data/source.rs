@@ -81,6 +81,21 @@ impl DataSource {
         Ok(splits)
     }
 
+    /// The same source with a relative folder taken relative to `base` and made absolute
+    /// (without touching the file system), so it names the same files from any working
+    /// directory.
+    pub fn relative_to(&self, base: &Path) -> DataSource {
+        match self {
+            DataSource::Embedded => DataSource::Embedded,
+            DataSource::Dir { path } => {
+                let joined = base.join(path);
+                DataSource::Dir {
+                    path: std::path::absolute(&joined).unwrap_or(joined),
+                }
+            }
+        }
+    }
+
     /// A short description for reports.
     pub fn describe(&self) -> String {
         match self {

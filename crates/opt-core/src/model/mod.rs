@@ -2,6 +2,7 @@
 
 pub mod arch;
 pub mod groups;
+pub mod limits;
 pub mod nets;
 pub mod params;
 pub mod spec;
@@ -11,12 +12,15 @@ pub use groups::{
     ChannelGroup, PrunableLayer, SliceRole, TensorSlice, check_group_widths, prunable_layers,
     verify_groups,
 };
+pub use limits::{
+    MAX_INPUT_CHANNELS, MAX_LAYERS, MAX_MACS, MAX_PARAMS, MAX_SIDE, MAX_WIDTH, at_most, positive,
+};
 pub use nets::{
     Classifier, Cnn, ConvBlock, LayerObserver, LayerOutput, LeNet5, Mlp, Model, batch_norm,
     observe, with_bn_momentum,
 };
 pub use params::{ParamCounts, ParamEntry, PathStack, count_params, observed_macs, param_entries};
-pub use spec::{Arch, InputShape, LayerCost, LayerKind, ModelSpec, conv_out, positive};
+pub use spec::{Arch, InputShape, LayerCost, LayerKind, ModelSpec, conv_out};
 
 #[cfg(test)]
 mod tests {

@@ -11,6 +11,7 @@ use burn::tensor::backend::Backend;
 
 use super::arch::Architecture;
 use super::groups::{ChannelGroup, check_group_widths};
+use super::limits::{MAX_SIDE, at_most, positive};
 use super::nets::Model;
 use crate::error::{CoreError, Result};
 
@@ -160,56 +161,29 @@ impl ModelSpec<Arch> {
 }
 
 impl<A: Architecture> ModelSpec<A> {
-    /// Checks the input and the number of classes, then the architecture's widths.
-    pub fn validate(&self) -> Result<()> {
-        for (key, v) in [
-            ("input.channels", self.input.channels),
-            ("input.height", self.input.height),
-            ("input.width", self.input.width),
-        ] {
-            positive(key, v)?;
-        }
-        if self.classes < 2 {
-            return Err(CoreError::invalid(
-                "data.classes",
-                self.classes,
-                "a classifier needs at least 2 classes",
-            ));
-        }
-        self.arch.validate(self.input, self.classes)
-    }
-
     /// Every layer with parameters, in forward order, with its output shape and cost.
     pub fn layers(&self) -> Vec<LayerCost> {
         self.arch.layers(self.input, self.classes)
     }
 
-    /// Parameters (PyTorch convention).
+    /// Parameters (PyTorch convention); saturates at `u64::MAX` for a spec that
+    /// [`Self::validate`] refuses.
     pub fn params(&self) -> u64 {
-        self.layers().iter().map(|l| l.params).sum()
+        self.layers()
+            .iter()
+            .fold(0u64, |a, l| a.saturating_add(l.params))
     }
 
-    /// Multiply-accumulates per image.
+    /// Multiply-accumulates per image; saturates like [`Self::params`].
     pub fn macs(&self) -> u64 {
-        self.layers().iter().map(|l| l.macs).sum()
+        self.layers()
+            .iter()
+            .fold(0u64, |a, l| a.saturating_add(l.macs))
     }
 
     /// A one-line description (`lenet5 conv1=20 conv2=50 fc1=500`).
     pub fn describe(&self) -> String {
         self.arch.describe()
-    }
-}
-
-/// `Err` naming `model.<key>` when `v` is 0.
-pub fn positive(key: &str, v: usize) -> Result<()> {
-    if v == 0 {
-        Err(CoreError::invalid(
-            format!("model.{key}"),
-            v,
-            "must be at least 1",
-        ))
-    } else {
-        Ok(())
     }
 }
 
@@ -238,6 +212,7 @@ impl Architecture for Arch {
     fn validate(&self, input: InputShape, _classes: usize) -> Result<()> {
         match self {
             Arch::Mlp { hidden } => {
+                at_most("hidden", hidden.len(), 64)?;
                 for (i, &h) in hidden.iter().enumerate() {
                     positive(&format!("hidden[{i}]"), h)?;
                 }
@@ -272,13 +247,21 @@ impl Architecture for Arch {
                     positive(&format!("blocks[{i}]"), c)?;
                 }
                 positive("fc", *fc)?;
-                let min = 1usize << blocks.len();
-                if input.height < min || input.width < min {
+                // Each block halves the image: 2^blocks pixels per side at least.
+                let min = u32::try_from(blocks.len())
+                    .ok()
+                    .and_then(|n| 1usize.checked_shl(n))
+                    .filter(|&m| m <= MAX_SIDE);
+                if !min.is_some_and(|m| input.height >= m && input.width >= m) {
+                    let need = min.map_or_else(
+                        || format!("more than {MAX_SIDE}x{MAX_SIDE}"),
+                        |m| format!("{m}x{m}"),
+                    );
                     return Err(CoreError::invalid(
                         "model.blocks",
                         format!("{blocks:?}"),
                         format!(
-                            "{} pooling blocks need images of at least {min}x{min}, got {}x{}; use fewer blocks",
+                            "{} pooling blocks need images of at least {need}, got {}x{}; use fewer blocks",
                             blocks.len(),
                             input.height,
                             input.width

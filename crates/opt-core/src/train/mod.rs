@@ -6,4 +6,7 @@ pub mod run;
 
 pub use config::{OptimizerKind, ScheduleKind, TrainConfig};
 pub use copy::{deep_copy, trainable};
-pub use run::{DefaultHooks, EpochStats, TrainData, TrainHooks, TrainReport, seed_backend, train};
+pub use run::{
+    DefaultHooks, EpochStats, RngSession, TrainData, TrainHooks, TrainReport, rng_session,
+    seed_backend, train,
+};

@@ -296,9 +296,50 @@ where
     (best_model, report)
 }
 
-/// Seeds the backend's generator for reproducible weight initialization.
+/// Seeds the backend's generator for reproducible weight initialization. The generator is
+/// global to the process, so whoever seeds it must hold an [`RngSession`] for as long as the
+/// seeded draws must not interleave with another thread's.
 pub fn seed_backend<B: Backend>(device: &B::Device, seed: u64) {
     B::seed(device, seed);
+}
+
+static RNG_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+thread_local! {
+    /// How many sessions this thread holds, and the lock while it holds any.
+    static HELD: std::cell::RefCell<(usize, Option<std::sync::MutexGuard<'static, ()>>)> =
+        const { std::cell::RefCell::new((0, None)) };
+}
+
+/// While alive, this thread is the only one in the process drawing from the backends' global
+/// random generators, so a model seeded in it draws the same weights (and dropout masks)
+/// however many other runs share the process (in-process tests run side by side). Sessions
+/// nest within a thread; another thread's session waits until the last one ends. Every
+/// command optkit runs on a backend holds one (opt-cli's `dispatch`).
+pub struct RngSession(std::marker::PhantomData<*const ()>);
+
+/// Starts an [`RngSession`] (waiting for another thread's to end).
+pub fn rng_session() -> RngSession {
+    HELD.with(|h| {
+        let mut h = h.borrow_mut();
+        if h.0 == 0 {
+            h.1 = Some(RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+        h.0 += 1;
+    });
+    RngSession(std::marker::PhantomData)
+}
+
+impl Drop for RngSession {
+    fn drop(&mut self) {
+        HELD.with(|h| {
+            let mut h = h.borrow_mut();
+            h.0 -= 1;
+            if h.0 == 0 {
+                h.1 = None;
+            }
+        });
+    }
 }
 
 #[cfg(test)]

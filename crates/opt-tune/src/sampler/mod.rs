@@ -83,11 +83,11 @@ impl SamplerConfig {
     pub fn build(&self, def: &StudyDef, prefix: &str) -> Result<Box<dyn Sampler>> {
         match self.kind {
             SamplerKind::Grid => {
-                if self.grid_points < 2 {
+                if !(2..=1_000_000).contains(&self.grid_points) {
                     return Err(TuneError::invalid(
                         format!("{prefix}.grid_points"),
                         self.grid_points,
-                        "a grid needs at least 2 points per dimension",
+                        "a grid needs between 2 and 1,000,000 points per dimension",
                     ));
                 }
                 let grid = GridSampler::new(&def.space, self.grid_points, self.seed);

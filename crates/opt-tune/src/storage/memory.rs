@@ -3,20 +3,25 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use super::{Storage, Stored, check_same};
+use super::{Storage, Stored, TransactFn, check_same, may_lock};
 use crate::error::{Result, TuneError};
 use crate::objective::StudyDef;
+use crate::trial::now_s;
 
+/// Each study: its definition and its trials.
 type Studies = BTreeMap<String, (StudyDef, BTreeMap<u64, Stored>)>;
+/// Locks by (scope, name): holder and time taken.
+type Locks = BTreeMap<(String, String), (String, f64)>;
 
 /// Studies in memory; clones share them.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStorage {
     studies: Arc<Mutex<Studies>>,
+    locks: Arc<Mutex<Locks>>,
 }
 
 impl MemoryStorage {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Studies> {
+    fn guard(&self) -> std::sync::MutexGuard<'_, Studies> {
         // A worker thread that panicked while holding the lock left whole trials behind
         // (writes are applied at the end), so the data is still consistent.
         self.studies.lock().unwrap_or_else(|e| e.into_inner())
@@ -33,7 +38,7 @@ impl Storage for MemoryStorage {
     }
 
     fn open_study(&mut self, name: &str, def: &StudyDef) -> Result<()> {
-        let mut studies = self.lock();
+        let mut studies = self.guard();
         match studies.get(name) {
             Some((stored, _)) => check_same(name, "memory", stored, def),
             None => {
@@ -44,23 +49,47 @@ impl Storage for MemoryStorage {
     }
 
     fn study_def(&mut self, name: &str) -> Result<Option<StudyDef>> {
-        Ok(self.lock().get(name).map(|(d, _)| d.clone()))
+        Ok(self.guard().get(name).map(|(d, _)| d.clone()))
     }
 
     fn studies(&mut self) -> Result<Vec<String>> {
-        Ok(self.lock().keys().cloned().collect())
+        Ok(self.guard().keys().cloned().collect())
     }
 
-    fn transact(
-        &mut self,
-        name: &str,
-        f: &mut dyn FnMut(&[Stored]) -> Result<Vec<Stored>>,
-    ) -> Result<()> {
-        let mut studies = self.lock();
+    fn transact(&mut self, name: &str, f: &mut TransactFn<'_>) -> Result<()> {
+        let mut studies = self.guard();
         let (_, trials) = studies.get_mut(name).ok_or_else(|| missing(name))?;
         let current: Vec<Stored> = trials.values().cloned().collect();
-        for s in f(&current)? {
+        for s in f(&current, now_s())? {
             trials.insert(s.trial.number, s);
+        }
+        Ok(())
+    }
+
+    fn lock(
+        &mut self,
+        scope: &str,
+        lock: &str,
+        holder: &str,
+        stale_after_s: f64,
+    ) -> Result<Option<String>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (scope.to_string(), lock.to_string());
+        let now = now_s();
+        match may_lock(locks.get(&key).cloned(), holder, now, stale_after_s) {
+            Ok(()) => {
+                locks.insert(key, (holder.into(), now));
+                Ok(None)
+            }
+            Err(other) => Ok(Some(other)),
+        }
+    }
+
+    fn unlock(&mut self, scope: &str, lock: &str, holder: &str) -> Result<()> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (scope.to_string(), lock.to_string());
+        if locks.get(&key).is_some_and(|(h, _)| h == holder) {
+            locks.remove(&key);
         }
         Ok(())
     }

@@ -17,6 +17,7 @@
 
 mod memory;
 pub mod ops;
+pub mod pg_connect;
 mod postgres;
 mod sqlite;
 
@@ -37,6 +38,10 @@ pub struct Stored {
     pub heartbeat: f64,
 }
 
+/// The work of one transaction: the study's trials and the storage's clock (Unix seconds)
+/// in, the trials to insert or replace out.
+pub type TransactFn<'a> = dyn FnMut(&[Stored], f64) -> Result<Vec<Stored>> + 'a;
+
 /// A place where studies are kept.
 pub trait Storage: Send {
     /// The URL this storage was opened from (passwords masked).
@@ -51,18 +56,31 @@ pub trait Storage: Send {
     /// The names of the stored studies.
     fn studies(&mut self) -> Result<Vec<String>>;
 
-    /// Runs `f` on every trial of study `name` while holding the study exclusively, then
-    /// inserts or replaces (by trial number) the trials `f` returns, atomically.
-    fn transact(
+    /// Runs `f` on every trial of study `name` and the storage's clock (Unix seconds: the
+    /// database server's for a shared database, so every worker judges time by one clock)
+    /// while holding the study exclusively, then inserts or replaces (by trial number) the
+    /// trials `f` returns, atomically.
+    fn transact(&mut self, name: &str, f: &mut TransactFn<'_>) -> Result<()>;
+
+    /// Takes the lock `lock` of `scope` (any text: a run folder, a study) for `holder`, or
+    /// refreshes it when `holder` holds it already; a lock last taken or refreshed more than
+    /// `stale_after_s` ago (by the storage's clock) counts as free. Returns `None` when
+    /// `holder` holds it now, else the holder.
+    fn lock(
         &mut self,
-        name: &str,
-        f: &mut dyn FnMut(&[Stored]) -> Result<Vec<Stored>>,
-    ) -> Result<()>;
+        scope: &str,
+        lock: &str,
+        holder: &str,
+        stale_after_s: f64,
+    ) -> Result<Option<String>>;
+
+    /// Releases the lock `lock` of `scope` if `holder` holds it.
+    fn unlock(&mut self, scope: &str, lock: &str, holder: &str) -> Result<()>;
 
     /// Every trial of study `name`, by number.
     fn trials(&mut self, name: &str) -> Result<Vec<Trial>> {
         let mut out = Vec::new();
-        self.transact(name, &mut |stored| {
+        self.transact(name, &mut |stored, _| {
             out = stored.iter().map(|s| s.trial.clone()).collect();
             Ok(Vec::new())
         })?;
@@ -86,13 +104,44 @@ pub fn open(url: &str) -> Result<Box<dyn Storage>> {
     }
     let scheme = url.split("://").next().unwrap_or(url);
     Err(TuneError::storage(
-        url,
+        mask(url),
         format!(
             "unknown storage scheme '{scheme}'; use sqlite://<file> (one file, shared by the \
              workers of one machine), postgres://user:password@host:port/database (workers on \
              several machines) or memory (this process only)"
         ),
     ))
+}
+
+/// Who holds a lock now: `Ok(())` when `holder` may take (or refresh) it, given the current
+/// holder and when it last took it, else `Err(current holder)`. Every backend decides with it.
+pub(crate) fn may_lock(
+    current: Option<(String, f64)>,
+    holder: &str,
+    now: f64,
+    stale_after_s: f64,
+) -> std::result::Result<(), String> {
+    match current {
+        Some((h, taken)) if h != holder && now - taken <= stale_after_s => Err(h),
+        _ => Ok(()),
+    }
+}
+
+/// The URL with its password replaced by `***` (`postgres://user:***@host/db`); every URL
+/// optkit prints or stores goes through it.
+pub fn mask(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    // The credentials end at the last '@' before the host (a password may contain '@').
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{}", &rest[at + 1..]),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
 }
 
 /// A study definition as stored (JSON text); the error names the study.
@@ -154,4 +203,4 @@ pub(crate) fn check_same(name: &str, url: &str, stored: &StudyDef, asked: &Study
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -3,7 +3,7 @@
 use super::{Storage, Stored};
 use crate::error::{Result, TuneError};
 use crate::space::Params;
-use crate::trial::{Trial, TrialState, now_s};
+use crate::trial::{Trial, TrialState};
 
 /// Who asks and how long a silent worker is trusted.
 #[derive(Debug, Clone)]
@@ -14,6 +14,26 @@ pub struct AskOptions<'a> {
     pub stale_after_s: f64,
     /// Stop handing out new trials once the study holds this many (re-runs not counted).
     pub max_trials: Option<u64>,
+    /// A trial whose worker stopped this many times (its runs killed or silent each time) is
+    /// failed for good instead of re-queued again.
+    pub max_stops: u32,
+}
+
+/// How many times the parameters of `t` have stopped their worker so far: `t` itself and the
+/// earlier runs it re-queues (`retry_of` links, each of which failed by going silent).
+fn stops(trials: &[Trial], t: &Trial) -> u32 {
+    let mut n = 1;
+    let mut at = t.retry_of;
+    while let Some(k) = at {
+        match trials.iter().find(|x| x.number == k) {
+            Some(x) if n < 1000 => {
+                n += 1;
+                at = x.retry_of;
+            }
+            _ => break,
+        }
+    }
+    n
 }
 
 /// The number of trials that count against a budget: re-queued failures are replaced by
@@ -35,8 +55,7 @@ pub fn ask(
     propose: &mut dyn FnMut(&[Trial], u64) -> Option<Params>,
 ) -> Result<Option<Trial>> {
     let mut taken = None;
-    storage.transact(study, &mut |stored| {
-        let now = now_s();
+    storage.transact(study, &mut |stored, now| {
         let mut writes = Vec::new();
         let mut trials: Vec<Trial> = stored.iter().map(|s| s.trial.clone()).collect();
         let mut next = trials.iter().map(|t| t.number + 1).max().unwrap_or(0);
@@ -46,23 +65,53 @@ pub fn ask(
                 let mut dead = t.clone();
                 dead.state = TrialState::Failed;
                 dead.finished = Some(now);
-                dead.message = Some(format!(
-                    "worker {} stopped sending heartbeats ({:.0} s without one); re-queued as trial {next}",
+                let stopped = stops(&trials, t);
+                let silent = format!(
+                    "worker {} stopped sending heartbeats ({:.0} s without one)",
                     t.worker.as_deref().unwrap_or("?"),
                     now - s.heartbeat
-                ));
-                tracing::warn!(trial = t.number, "{}", dead.message.as_deref().unwrap_or_default());
-                let mut again = Trial::new(next, TrialState::Waiting, t.params.clone());
-                again.retry_of = Some(t.number);
-                next += 1;
-                let at = trials.iter().position(|x| x.number == t.number).expect("listed");
+                );
+                let requeue = stopped < opts.max_stops;
+                dead.message = Some(if requeue {
+                    format!("{silent}; re-queued as trial {next}")
+                } else {
+                    format!(
+                        "{silent}; its parameters stopped a worker {stopped} times, so it is \
+                         failed for good, not re-queued (a trial that kills its process, for \
+                         example out of memory, would otherwise run forever)"
+                    )
+                });
+                tracing::warn!(
+                    trial = t.number,
+                    "{}",
+                    dead.message.as_deref().unwrap_or_default()
+                );
+                let at = trials
+                    .iter()
+                    .position(|x| x.number == t.number)
+                    .expect("listed");
                 trials[at] = dead.clone();
-                trials.push(again.clone());
-                writes.push(Stored { trial: dead, heartbeat: s.heartbeat });
-                writes.push(Stored { trial: again, heartbeat: 0.0 });
+                writes.push(Stored {
+                    trial: dead,
+                    heartbeat: s.heartbeat,
+                });
+                if requeue {
+                    let mut again = Trial::new(next, TrialState::Waiting, t.params.clone());
+                    again.retry_of = Some(t.number);
+                    next += 1;
+                    trials.push(again.clone());
+                    writes.push(Stored {
+                        trial: again,
+                        heartbeat: 0.0,
+                    });
+                }
             }
         }
-        let waiting = trials.iter().filter(|t| t.state == TrialState::Waiting).min_by_key(|t| t.number).cloned();
+        let waiting = trials
+            .iter()
+            .filter(|t| t.state == TrialState::Waiting)
+            .min_by_key(|t| t.number)
+            .cloned();
         let claim = match waiting {
             Some(t) => Some(t),
             None if opts.max_trials.is_some_and(|m| counted(&trials) >= m) => None,
@@ -73,7 +122,10 @@ pub fn ask(
             t.worker = Some(opts.worker.to_string());
             t.started = Some(now);
             writes.retain(|w| w.trial.number != t.number);
-            writes.push(Stored { trial: t.clone(), heartbeat: now });
+            writes.push(Stored {
+                trial: t.clone(),
+                heartbeat: now,
+            });
             taken = Some(t);
         }
         Ok(writes)
@@ -107,22 +159,22 @@ pub fn save_held(
     trial: &Trial,
     worker: &str,
 ) -> Result<()> {
-    storage.transact(study, &mut |stored| {
+    storage.transact(study, &mut |stored, now| {
         held(stored, study, trial.number, worker)?;
         Ok(vec![Stored {
             trial: trial.clone(),
-            heartbeat: now_s(),
+            heartbeat: now,
         }])
     })
 }
 
 /// Refreshes the heartbeat of a trial `worker` holds.
 pub fn heartbeat(storage: &mut dyn Storage, study: &str, number: u64, worker: &str) -> Result<()> {
-    storage.transact(study, &mut |stored| {
+    storage.transact(study, &mut |stored, now| {
         let s = held(stored, study, number, worker)?;
         Ok(vec![Stored {
             trial: s.trial.clone(),
-            heartbeat: now_s(),
+            heartbeat: now,
         }])
     })
 }
@@ -130,7 +182,7 @@ pub fn heartbeat(storage: &mut dyn Storage, study: &str, number: u64, worker: &s
 /// Queues `params` as a waiting trial (run before any new proposal); returns its number.
 pub fn enqueue(storage: &mut dyn Storage, study: &str, params: Params) -> Result<u64> {
     let mut number = 0;
-    storage.transact(study, &mut |stored| {
+    storage.transact(study, &mut |stored, _| {
         number = stored.iter().map(|s| s.trial.number + 1).max().unwrap_or(0);
         Ok(vec![Stored {
             trial: Trial::new(number, TrialState::Waiting, params.clone()),

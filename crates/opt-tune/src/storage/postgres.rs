@@ -1,13 +1,15 @@
 //! PostgreSQL storage: one study shared by workers on several machines. Every operation runs
-//! in a transaction that first locks the study's row (`SELECT … FOR UPDATE`), so asks,
-//! heartbeats and results of all workers are serialized per study.
+//! in a read-committed transaction that first locks the study's row (`SELECT … FOR UPDATE`),
+//! so asks, heartbeats and results of all workers are serialized per study, and reads the
+//! server's clock, so every worker judges heartbeats by that one clock. Connection settings
+//! (passwords, TLS, timeouts) are in [`super::pg_connect`].
 
-use postgres::{Client, NoTls};
+use postgres::{Client, IsolationLevel, Transaction};
 
-use super::{Storage, Stored, check_same, parse_definition, parse_stored};
+use super::pg_connect::PgSettings;
+use super::{Storage, TransactFn, check_same, may_lock, parse_definition, parse_stored};
 use crate::error::{Result, TuneError};
 use crate::objective::StudyDef;
-use crate::trial::now_s;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS optkit_studies (
@@ -22,6 +24,13 @@ CREATE TABLE IF NOT EXISTS optkit_trials (
     heartbeat DOUBLE PRECISION NOT NULL,
     body TEXT NOT NULL,
     PRIMARY KEY (study, number)
+);
+CREATE TABLE IF NOT EXISTS optkit_locks (
+    scope TEXT NOT NULL,
+    name TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    taken DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (scope, name)
 );";
 
 /// Any number; every optkit worker takes this advisory lock while it creates the tables.
@@ -29,7 +38,7 @@ const SCHEMA_LOCK: i64 = 0x6f70_746b_6974;
 
 /// A study database on a PostgreSQL server.
 pub struct PostgresStorage {
-    url: String,
+    settings: PgSettings,
     client: Client,
 }
 
@@ -41,34 +50,16 @@ impl std::fmt::Debug for PostgresStorage {
     }
 }
 
-/// The URL with its password replaced by `***`.
-pub fn mask(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    match rest.split_once('@') {
-        Some((creds, host)) => match creds.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
-    }
-}
-
 impl PostgresStorage {
-    /// Connects to `url` (`postgres://user:password@host:port/database`) and creates the
-    /// tables if needed.
+    /// Connects to `url` (`postgres://user[:password]@host:port/database[?sslmode=…]`, see
+    /// [`PgSettings`]) and creates the tables if needed.
     pub fn open(url: &str) -> Result<Self> {
-        let masked = mask(url);
-        let mut client = Client::connect(url, NoTls).map_err(|e| {
-            TuneError::storage(
-                &masked,
-                format!(
-                    "cannot connect: {e}; check that the server runs and that host, port, user, \
-                     password and database in the URL are right"
-                ),
-            )
-        })?;
+        Self::connect(PgSettings::parse(url)?)
+    }
+
+    fn connect(settings: PgSettings) -> Result<Self> {
+        let mut client = settings.connect()?;
+        let masked = settings.masked().to_string();
         let fail = |e: postgres::Error| TuneError::storage(&masked, e);
         client
             .execute("SELECT pg_advisory_lock($1)", &[&SCHEMA_LOCK])
@@ -78,15 +69,29 @@ impl PostgresStorage {
             .execute("SELECT pg_advisory_unlock($1)", &[&SCHEMA_LOCK])
             .map_err(fail)?;
         created?;
-        Ok(Self {
-            url: url.to_string(),
-            client,
-        })
+        Ok(Self { settings, client })
     }
 
     fn err(&self, e: impl std::fmt::Display) -> TuneError {
         TuneError::storage(self.url(), e)
     }
+
+    /// A read-committed transaction (row locks serialize the workers).
+    fn begin(&mut self) -> Result<Transaction<'_>> {
+        let url = self.url();
+        self.client
+            .build_transaction()
+            .isolation_level(IsolationLevel::ReadCommitted)
+            .start()
+            .map_err(|e| TuneError::storage(&url, e))
+    }
+}
+
+/// The server's clock, in Unix seconds.
+fn server_now(tx: &mut Transaction<'_>, url: &str) -> Result<f64> {
+    tx.query_one("SELECT extract(epoch FROM clock_timestamp())::float8", &[])
+        .map(|r| r.get(0))
+        .map_err(|e| TuneError::storage(url, e))
 }
 
 fn definition(
@@ -108,19 +113,16 @@ fn definition(
 
 impl Storage for PostgresStorage {
     fn url(&self) -> String {
-        mask(&self.url)
+        self.settings.masked().to_string()
     }
 
     fn open_study(&mut self, name: &str, def: &StudyDef) -> Result<()> {
         let url = self.url();
         let text = serde_json::to_string(def).map_err(|e| self.err(e))?;
-        let mut tx = self
-            .client
-            .transaction()
-            .map_err(|e| TuneError::storage(&url, e))?;
+        let mut tx = self.begin()?;
         tx.execute(
-            "INSERT INTO optkit_studies (name, definition, created) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
-            &[&name, &text, &now_s()],
+            "INSERT INTO optkit_studies (name, definition, created) VALUES ($1, $2, extract(epoch FROM clock_timestamp())) ON CONFLICT (name) DO NOTHING",
+            &[&name, &text],
         )
         .map_err(|e| TuneError::storage(&url, e))?;
         let stored = definition(&mut tx, &url, name, true)?.unwrap_or_default();
@@ -130,10 +132,7 @@ impl Storage for PostgresStorage {
 
     fn study_def(&mut self, name: &str) -> Result<Option<StudyDef>> {
         let url = self.url();
-        let mut tx = self
-            .client
-            .transaction()
-            .map_err(|e| TuneError::storage(&url, e))?;
+        let mut tx = self.begin()?;
         let text = definition(&mut tx, &url, name, false)?;
         tx.commit().map_err(|e| TuneError::storage(&url, e))?;
         text.map(|t| parse_definition(&url, name, &t)).transpose()
@@ -147,20 +146,17 @@ impl Storage for PostgresStorage {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    fn transact(
-        &mut self,
-        name: &str,
-        f: &mut dyn FnMut(&[Stored]) -> Result<Vec<Stored>>,
-    ) -> Result<()> {
+    fn transact(&mut self, name: &str, f: &mut TransactFn<'_>) -> Result<()> {
         let url = self.url();
         let pg = |e: postgres::Error| TuneError::storage(&url, e);
-        let mut tx = self.client.transaction().map_err(pg)?;
+        let mut tx = self.begin()?;
         if definition(&mut tx, &url, name, true)?.is_none() {
             return Err(TuneError::storage(
                 &url,
                 format!("no study named '{name}'; open it first"),
             ));
         }
+        let now = server_now(&mut tx, &url)?;
         let rows = tx
             .query(
                 "SELECT heartbeat, body FROM optkit_trials WHERE study = $1 ORDER BY number",
@@ -171,7 +167,7 @@ impl Storage for PostgresStorage {
             .iter()
             .map(|r| parse_stored(&url, r.get(0), r.get::<_, &str>(1)))
             .collect::<Result<Vec<_>>>()?;
-        for s in f(&current)? {
+        for s in f(&current, now)? {
             let body = serde_json::to_string(&s.trial).map_err(|e| TuneError::storage(&url, e))?;
             tx.execute(
                 "INSERT INTO optkit_trials (study, number, state, heartbeat, body) VALUES ($1, $2, $3, $4, $5) \
@@ -183,14 +179,64 @@ impl Storage for PostgresStorage {
         tx.commit().map_err(pg)
     }
 
+    fn lock(
+        &mut self,
+        scope: &str,
+        lock: &str,
+        holder: &str,
+        stale_after_s: f64,
+    ) -> Result<Option<String>> {
+        let url = self.url();
+        let pg = |e: postgres::Error| TuneError::storage(&url, e);
+        let mut tx = self.begin()?;
+        // The row exists (a free lock is one taken at time 0), so FOR UPDATE serializes.
+        tx.execute(
+            "INSERT INTO optkit_locks (scope, name, holder, taken) VALUES ($1, $2, '', 0) \
+             ON CONFLICT (scope, name) DO NOTHING",
+            &[&scope, &lock],
+        )
+        .map_err(pg)?;
+        let row = tx
+            .query_one(
+                "SELECT holder, taken FROM optkit_locks WHERE scope = $1 AND name = $2 FOR UPDATE",
+                &[&scope, &lock],
+            )
+            .map_err(pg)?;
+        let now = server_now(&mut tx, &url)?;
+        let (h, taken): (String, f64) = (row.get(0), row.get(1));
+        let current = (!h.is_empty()).then_some((h, taken));
+        if let Err(other) = may_lock(current, holder, now, stale_after_s) {
+            return Ok(Some(other));
+        }
+        tx.execute(
+            "UPDATE optkit_locks SET holder = $3, taken = $4 WHERE scope = $1 AND name = $2",
+            &[&scope, &lock, &holder, &now],
+        )
+        .map_err(pg)?;
+        tx.commit().map_err(pg)?;
+        Ok(None)
+    }
+
+    fn unlock(&mut self, scope: &str, lock: &str, holder: &str) -> Result<()> {
+        let url = self.url();
+        self.client
+            .execute(
+                "UPDATE optkit_locks SET holder = '', taken = 0 WHERE scope = $1 AND name = $2 AND holder = $3",
+                &[&scope, &lock, &holder],
+            )
+            .map_err(|e| TuneError::storage(&url, e))?;
+        Ok(())
+    }
+
     fn reopen(&self) -> Result<Box<dyn Storage>> {
-        Ok(Box::new(Self::open(&self.url)?))
+        Ok(Box::new(Self::connect(self.settings.clone())?))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::mask;
 
     #[test]
     fn passwords_are_masked() {
@@ -201,6 +247,11 @@ mod tests {
         assert_eq!(
             mask("postgres://optkit@db/optkit"),
             "postgres://optkit@db/optkit"
+        );
+        // A password holding '@' or ':' is masked whole.
+        assert_eq!(
+            mask("postgres://optkit:p@ss:w@rd@db:5432/optkit?sslmode=require"),
+            "postgres://optkit:***@db:5432/optkit?sslmode=require"
         );
     }
 

@@ -1,14 +1,16 @@
 //! SQLite storage: one file, the embedded default. Several worker processes on one machine
 //! share it: every operation runs in an immediate (write-locking) transaction and waits up to
 //! a minute for the lock; the write-ahead log keeps a killed process from leaving a torn
-//! database.
+//! database, and `synchronous = FULL` makes every committed transaction survive a power cut
+//! (the log is flushed at each commit). The machine's clock is the one clock all its workers
+//! share.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{Storage, Stored, check_same, parse_definition, parse_stored};
+use super::{Storage, Stored, TransactFn, check_same, may_lock, parse_definition, parse_stored};
 use crate::error::{Result, TuneError};
 use crate::objective::StudyDef;
 use crate::trial::now_s;
@@ -26,7 +28,29 @@ CREATE TABLE IF NOT EXISTS optkit_trials (
     heartbeat REAL NOT NULL,
     body TEXT NOT NULL,
     PRIMARY KEY (study, number)
+);
+CREATE TABLE IF NOT EXISTS optkit_locks (
+    scope TEXT NOT NULL,
+    name TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    taken REAL NOT NULL,
+    PRIMARY KEY (scope, name)
 );";
+
+/// SQLite's `synchronous` setting: `FULL` (every commit durable), unless
+/// `OPTKIT_SQLITE_SYNCHRONOUS` says `NORMAL` (a commit may be lost at a power cut, never
+/// torn; for scratch studies where fsyncs cost too much) or `EXTRA`.
+fn synchronous(url: &str) -> Result<&'static str> {
+    match std::env::var("OPTKIT_SQLITE_SYNCHRONOUS").as_deref() {
+        Err(_) | Ok("FULL") => Ok("FULL"),
+        Ok("NORMAL") => Ok("NORMAL"),
+        Ok("EXTRA") => Ok("EXTRA"),
+        Ok(other) => Err(TuneError::storage(
+            url,
+            format!("OPTKIT_SQLITE_SYNCHRONOUS={other}: use FULL (the default), NORMAL or EXTRA"),
+        )),
+    }
+}
 
 /// A study database in one SQLite file.
 #[derive(Debug)]
@@ -67,7 +91,7 @@ impl SqliteStorage {
         conn.busy_timeout(Duration::from_secs(60)).map_err(fail)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(fail)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
+        conn.pragma_update(None, "synchronous", synchronous(&url)?)
             .map_err(fail)?;
         conn.execute_batch(SCHEMA).map_err(fail)?;
         Ok(Self { path, conn })
@@ -150,11 +174,7 @@ impl Storage for SqliteStorage {
             .map_err(|e| self.err(e))
     }
 
-    fn transact(
-        &mut self,
-        name: &str,
-        f: &mut dyn FnMut(&[Stored]) -> Result<Vec<Stored>>,
-    ) -> Result<()> {
+    fn transact(&mut self, name: &str, f: &mut TransactFn<'_>) -> Result<()> {
         let url = self.url();
         let tx = self
             .conn
@@ -167,7 +187,7 @@ impl Storage for SqliteStorage {
             ));
         }
         let current = load(&tx, &url, name)?;
-        for s in f(&current)? {
+        for s in f(&current, now_s())? {
             let body = serde_json::to_string(&s.trial).map_err(|e| TuneError::storage(&url, e))?;
             tx.execute(
                 "INSERT OR REPLACE INTO optkit_trials (study, number, state, heartbeat, body) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -176,6 +196,51 @@ impl Storage for SqliteStorage {
             .map_err(|e| TuneError::storage(&url, e))?;
         }
         tx.commit().map_err(|e| TuneError::storage(&url, e))
+    }
+
+    fn lock(
+        &mut self,
+        scope: &str,
+        lock: &str,
+        holder: &str,
+        stale_after_s: f64,
+    ) -> Result<Option<String>> {
+        let url = self.url();
+        let fail = |e: rusqlite::Error| TuneError::storage(&url, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        let current = tx
+            .query_row(
+                "SELECT holder, taken FROM optkit_locks WHERE scope = ?1 AND name = ?2",
+                params![scope, lock],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)),
+            )
+            .optional()
+            .map_err(fail)?;
+        let now = now_s();
+        if let Err(other) = may_lock(current, holder, now, stale_after_s) {
+            return Ok(Some(other));
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO optkit_locks (scope, name, holder, taken) VALUES (?1, ?2, ?3, ?4)",
+            params![scope, lock, holder, now],
+        )
+        .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        Ok(None)
+    }
+
+    fn unlock(&mut self, scope: &str, lock: &str, holder: &str) -> Result<()> {
+        let url = self.url();
+        self.conn
+            .execute(
+                "DELETE FROM optkit_locks WHERE scope = ?1 AND name = ?2 AND holder = ?3",
+                params![scope, lock, holder],
+            )
+            .map_err(|e| TuneError::storage(&url, e))?;
+        Ok(())
     }
 
     fn reopen(&self) -> Result<Box<dyn Storage>> {

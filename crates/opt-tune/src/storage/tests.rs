@@ -135,6 +135,7 @@ fn a_silent_worker_loses_its_trial_to_a_requeue() {
             worker: "a",
             stale_after_s: 0.05,
             max_trials: Some(10),
+            max_stops: 3,
         };
         let first = ops::ask(s.as_mut(), study, &a, &mut propose)
             .unwrap()
@@ -175,6 +176,7 @@ fn a_silent_worker_loses_its_trial_to_a_requeue() {
             worker: "b",
             stale_after_s: 1e9,
             max_trials: Some(10),
+            max_stops: 3,
         };
         let mut n = 0;
         while ops::ask(s.as_mut(), study, &slow, &mut propose)
@@ -214,6 +216,7 @@ fn four_workers_share_a_study_without_losing_or_repeating_trials() {
                         worker: format!("w{w}"),
                         stale_after_s: 30.0,
                         heartbeat_s: 0.01,
+                        ..WorkerConfig::default()
                     };
                     let mut study = Study::open(storage, &study, d, sampler, None, worker).unwrap();
                     study
@@ -241,5 +244,115 @@ fn four_workers_share_a_study_without_losing_or_repeating_trials() {
         let trials = root.reopen().unwrap().trials(&study).unwrap();
         assert_eq!(trials.len(), 40);
         assert!(trials.iter().all(|t| t.state == TrialState::Complete));
+    }
+}
+
+/// A trial whose workers all went silent is re-queued `max_stops - 1` times, then failed for
+/// good (a trial that kills its process must not run forever).
+#[test]
+fn a_trial_that_stops_its_worker_repeatedly_is_failed_for_good() {
+    for mut s in backends("stops") {
+        let study = unique("stops");
+        s.open_study(&study, &def("x = { int = [0, 100] }"))
+            .unwrap();
+        let mut propose = |_: &[crate::trial::Trial], _: u64| {
+            Some(BTreeMap::from([("x".into(), ParamValue::Int(7))]))
+        };
+        let opts = |w: &'static str| AskOptions {
+            worker: w,
+            stale_after_s: 0.05,
+            max_trials: Some(1),
+            max_stops: 3,
+        };
+        for w in ["a", "b", "c"] {
+            let t = ops::ask(s.as_mut(), &study, &opts(w), &mut propose)
+                .unwrap()
+                .unwrap();
+            assert_eq!(t.params["x"], ParamValue::Int(7));
+            std::thread::sleep(std::time::Duration::from_millis(120));
+        }
+        // The third silent run ends it: nothing is handed out again.
+        assert!(
+            ops::ask(s.as_mut(), &study, &opts("d"), &mut propose)
+                .unwrap()
+                .is_none()
+        );
+        let trials = s.trials(&study).unwrap();
+        assert_eq!(trials.len(), 3, "{trials:?}");
+        assert!(trials.iter().all(|t| t.state == TrialState::Failed));
+        let last = trials[2].message.as_deref().unwrap();
+        assert!(
+            last.contains("stopped a worker 3 times") && last.contains("failed for good"),
+            "{last}"
+        );
+    }
+}
+
+/// A lock has one holder at a time; its holder refreshes it, anyone takes it once stale or
+/// released. A lock's scope is any text (no study needed).
+#[test]
+fn a_lock_has_one_holder_until_released_or_stale() {
+    for mut s in backends("locks") {
+        let study = unique("run:/some/folder");
+        assert_eq!(s.lock(&study, "result", "a", 60.0).unwrap(), None);
+        assert_eq!(s.lock(&study, "result", "a", 60.0).unwrap(), None);
+        assert_eq!(
+            s.lock(&study, "result", "b", 60.0).unwrap().as_deref(),
+            Some("a")
+        );
+        assert_eq!(s.lock(&study, "other", "b", 60.0).unwrap(), None);
+        s.unlock(&study, "result", "b").unwrap(); // not b's: nothing happens
+        assert!(s.lock(&study, "result", "b", 60.0).unwrap().is_some());
+        s.unlock(&study, "result", "a").unwrap();
+        assert_eq!(s.lock(&study, "result", "b", 60.0).unwrap(), None);
+        std::thread::sleep(std::time::Duration::from_millis(120));
+        assert_eq!(s.lock(&study, "result", "c", 0.05).unwrap(), None, "stale");
+    }
+}
+
+/// A worker whose trial is taken from it (it was silent past `stale_after_s`) drops that
+/// trial and goes on with the next one instead of stopping.
+#[test]
+fn a_worker_whose_trial_was_requeued_goes_on() {
+    use crate::sampler::SamplerConfig;
+    use crate::study::{Outcome, Study, WorkerConfig};
+    for url in urls("lost") {
+        let storage = open(&url).unwrap();
+        let mut other = storage.reopen().unwrap();
+        let study = unique("lost");
+        let d = def("x = { float = [0.0, 1.0] }");
+        let sampler = SamplerConfig::default().build(&d, "s").unwrap();
+        let worker = WorkerConfig {
+            worker: "slow".into(),
+            stale_after_s: 0.2,
+            heartbeat_s: 1e6, // never beats: as if paused
+            ..WorkerConfig::default()
+        };
+        let mut s = Study::open(storage, &study, d, sampler, None, worker).unwrap();
+        let mut propose = |_: &[crate::trial::Trial], _: u64| {
+            Some(BTreeMap::from([("x".into(), ParamValue::Float(0.5))]))
+        };
+        let done = s
+            .optimize(3, |t, _| {
+                if t.number == 0 {
+                    // Paused past stale_after_s; another worker re-queues and takes it.
+                    std::thread::sleep(std::time::Duration::from_millis(400));
+                    let opts = AskOptions {
+                        worker: "fast",
+                        stale_after_s: 0.2,
+                        max_trials: Some(3),
+                        max_stops: 3,
+                    };
+                    let taken = ops::ask(other.as_mut(), &study, &opts, &mut propose)
+                        .unwrap()
+                        .unwrap();
+                    assert_eq!(taken.retry_of, Some(0));
+                }
+                Outcome::Complete(BTreeMap::from([("y".to_string(), 1.0)]))
+            })
+            .unwrap();
+        // Trial 0 was lost (its result dropped); the worker finished the others.
+        assert!(done.iter().all(|t| t.number != 0), "{done:?}");
+        assert!(!done.is_empty());
     }
 }

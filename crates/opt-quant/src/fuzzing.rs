@@ -1,0 +1,16 @@
+//! The body of optkit's fuzz target for `model.int8` (see `fuzz/` and opt-core's
+//! `fuzzing`): a decoded model must also run, so the decoder has to refuse every layer list
+//! whose shapes do not chain.
+
+/// A `model.int8` file, decoded and, when small enough for a fuzzing process, run on one
+/// black image.
+pub fn int8(data: &[u8]) {
+    let Ok(model) = crate::qformat::decode(data, "fuzz") else {
+        return;
+    };
+    let i = model.input;
+    let pixels = i.channels * i.height * i.width;
+    if pixels <= 1 << 16 {
+        let _ = model.forward(&vec![0u8; pixels], 1, 1);
+    }
+}
