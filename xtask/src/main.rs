@@ -13,11 +13,12 @@
 //!   tune stage (several processes can share one SQLite or PostgreSQL study).
 //! - `cargo xtask bench samplers [optkit bench-samplers flags]`: opt-tune's samplers on test
 //!   functions over many seeds (`--optuna`: against Optuna's TPE), with ratios.
-//! - `cargo xtask fuzz <target> [--seconds N]`: runs a cargo-fuzz target of `fuzz/` (idx,
-//!   sparse, qweights, int8, model_folder, pipeline_toml, manifest) on the nightly toolchain for
-//!   N seconds (default 600) with its stored corpus; new corpus entries and crash inputs land
-//!   in `fuzz/corpus/<target>/` and `fuzz/artifacts/<target>/`, which the normal `cargo test`
-//!   replays. Needs `cargo install cargo-fuzz`.
+//! - `cargo xtask fuzz <target> [--seconds N | --cmin]`: runs a cargo-fuzz target of `fuzz/`
+//!   (idx, sparse, qweights, int8, model_folder, pipeline_toml, manifest) on the nightly
+//!   toolchain for N seconds (default 600) with its stored corpus; new corpus entries and crash
+//!   inputs land in `fuzz/corpus/<target>/` and `fuzz/artifacts/<target>/`, which the normal
+//!   `cargo test` replays. `--cmin` shrinks the corpus to the inputs that keep its coverage
+//!   (before committing it). Needs `cargo install cargo-fuzz`.
 //! - `cargo xtask deps`: checks the dependency directions of ARCHITECTURE.md.
 //! - `cargo xtask ci`: fmt, clippy, dependency check, tests (what `.ci/run` calls).
 
@@ -108,11 +109,11 @@ const FUZZ_TARGETS: [&str; 7] = [
     "manifest",
 ];
 
-/// `cargo xtask fuzz <target> [--seconds N] [-- libfuzzer flags]`.
+/// `cargo xtask fuzz <target> [--seconds N | --cmin] [-- libfuzzer flags]`.
 fn fuzz(args: &[String]) -> Result<(), u8> {
     let usage = || {
         eprintln!(
-            "usage: cargo xtask fuzz <{}> [--seconds N] [-- <libFuzzer flags>]",
+            "usage: cargo xtask fuzz <{}> [--seconds N | --cmin] [-- <libFuzzer flags>]",
             FUZZ_TARGETS.join("|")
         );
         2u8
@@ -126,40 +127,57 @@ fn fuzz(args: &[String]) -> Result<(), u8> {
         Some(i) => (&rest[..i], &rest[i + 1..]),
         None => (rest, &[][..]),
     };
-    let seconds: u64 = match ours {
-        [] => 600,
-        [flag, n] if flag == "--seconds" => n.parse().map_err(|_| {
+    let seconds: Option<u64> = match ours {
+        [] => Some(600),
+        [flag] if flag == "--cmin" => None,
+        [flag, n] if flag == "--seconds" => Some(n.parse().map_err(|_| {
             eprintln!("xtask: --seconds {n}: give a whole number of seconds");
             2u8
-        })?,
+        })?),
         _ => return Err(usage()),
     };
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let corpus = root.join("fuzz/corpus").join(target);
     let _ = std::fs::create_dir_all(&corpus);
-    // libFuzzer's own limits: 2 GB of memory (a runaway allocation is a finding), 10 s per
-    // input, and inputs up to 1 MB.
-    // The nightly cargo through rustup: not the stable one `cargo xtask` runs under, whose
-    // path and toolchain the environment still names.
-    status(
-        Command::new("cargo")
-            .env_remove("CARGO")
-            .env_remove("RUSTUP_TOOLCHAIN")
-            .env_remove("RUSTC")
-            .env_remove("RUSTDOC")
-            .current_dir(root.join("fuzz"))
-            .args(["+nightly", "fuzz", "run", target])
-            .arg(&corpus)
-            .args([
-                "--",
-                &format!("-max_total_time={seconds}"),
-                "-rss_limit_mb=2048",
-                "-timeout=10",
-                "-max_len=1048576",
-                "-print_final_stats=1",
-            ])
-            .args(extra),
-    )
+    // The nightly cargo through rustup, in an environment without what `cargo xtask` (stable,
+    // `cargo run`) set: its toolchain, its paths and its package variables would otherwise
+    // change the fuzz build's fingerprints, and a plain `cargo fuzz` would rebuild everything.
+    let mut cmd = Command::new("cargo");
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let set_by_cargo_run = key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_BIN_")
+            || key.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                &*key,
+                "CARGO"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "RUSTC"
+                    | "RUSTDOC"
+                    | "RUSTUP_TOOLCHAIN"
+                    | "LD_LIBRARY_PATH"
+            );
+        if set_by_cargo_run {
+            cmd.env_remove(&*key);
+        }
+    }
+    cmd.current_dir(root.join("fuzz")).arg("+nightly");
+    match seconds {
+        // Keeps the smallest set of inputs that covers what the whole corpus covers.
+        None => cmd.args(["fuzz", "cmin", target]).arg(&corpus),
+        // libFuzzer's own limits: 2 GB of memory (a runaway allocation is a finding), 10 s
+        // per input, and inputs up to 1 MB.
+        Some(seconds) => cmd.args(["fuzz", "run", target]).arg(&corpus).args([
+            "--",
+            &format!("-max_total_time={seconds}"),
+            "-rss_limit_mb=2048",
+            "-timeout=10",
+            "-max_len=1048576",
+            "-print_final_stats=1",
+        ]),
+    };
+    status(cmd.args(extra))
 }
 
 /// The cargo target directory (`CARGO_TARGET_DIR` or the workspace's `target`).

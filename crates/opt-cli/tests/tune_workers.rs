@@ -111,7 +111,17 @@ fn finished_by(stderr: &str) -> Vec<u64> {
 /// Runs four workers on `url`/`study` and checks that the 16 trials were each run once.
 fn four_workers(tag: &str, url: &str, study: &str) -> Vec<opt_tune::trial::Trial> {
     let dir = temp(&format!("workers-{tag}"));
-    let (cfg, out) = (config(&dir, 2, 400, 60.0), dir.join("run"));
+    // Trials of about half a second, so that the work is shared although the workers start
+    // one after another.
+    let (cfg, out) = (config(&dir, 3, 1200, 60.0), dir.join("run"));
+    // The URL's `user:password@` (`scheme://user:password@host/…`), which nothing may print
+    // or store (the password alone may be a common word: CI's is the user name).
+    let password = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .filter(|(auth, _)| auth.contains(':'))
+        .map(|(auth, _)| format!("{auth}@"));
+    let password = password.as_deref();
     let children: Vec<_> = (0..4)
         .map(|_| {
             worker_on(&cfg, url, Some(study), &out, 16, false)
@@ -124,6 +134,12 @@ fn four_workers(tag: &str, url: &str, study: &str) -> Vec<opt_tune::trial::Trial
         let o = c.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
         assert!(o.status.success(), "{stderr}");
+        if let Some(p) = password {
+            assert!(
+                !stderr.contains(p),
+                "a worker printed the password: {stderr}"
+            );
+        }
         per_worker.push(finished_by(&stderr));
     }
     let mut all: Vec<u64> = per_worker.concat();
@@ -168,12 +184,37 @@ fn four_workers(tag: &str, url: &str, study: &str) -> Vec<opt_tune::trial::Trial
         std::fs::read(trial_weights).unwrap(),
         "the stage's model is the chosen trial's"
     );
+    if let Some(p) = password {
+        for file in walk(&out) {
+            let bytes = std::fs::read(&file).unwrap();
+            assert!(
+                !bytes.windows(p.len()).any(|w| w == p.as_bytes()),
+                "{} holds the storage password",
+                file.display()
+            );
+        }
+    }
     eprintln!(
-        "{url}: 16 trials created, {} finished, 0 lost, 0 run twice; per worker {:?}",
+        "{}: 16 trials created, {} finished, 0 lost, 0 run twice; per worker {:?}",
+        opt_tune::storage::mask(url),
         trials.len(),
         per_worker.iter().map(Vec::len).collect::<Vec<_>>()
     );
     trials
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
 
 #[test]
@@ -294,7 +335,22 @@ fn a_paused_worker_goes_on_after_its_trial_was_requeued() {
                 .success()
         );
     };
-    signal("-STOP");
+    // Paused outside a commit: a process stopped while it holds SQLite's write lock keeps it
+    // (the other workers wait for it, up to the busy timeout), so a pause that caught the
+    // worker inside a transaction is undone and tried again a moment later.
+    let mut attempts = 0;
+    loop {
+        signal("-STOP");
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.busy_timeout(Duration::ZERO).unwrap();
+        if conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;").is_ok() {
+            break;
+        }
+        attempts += 1;
+        assert!(attempts < 100, "the worker never left its transaction");
+        signal("-CONT");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     std::thread::sleep(Duration::from_millis(5000)); // past stale_after_s
     // Another worker re-queues the silent worker's trial and runs it.
     let o = worker(&cfg, &db, &out, 2, false).output().unwrap();

@@ -26,10 +26,24 @@ pub fn sparse(data: &[u8]) {
     let _ = crate::sparse::decode_sparse(data, FUZZ_MAX_VALUES);
 }
 
-/// A `weights.wq` file, decoded and dequantized.
+/// `data` with its last four bytes replaced by the CRC-32 of the rest, as a framed file with
+/// a checksum ends (`weights.wq`, `model.int8`): a fuzzer's mutations would otherwise almost
+/// never get past the checksum into the header and the body.
+pub fn with_valid_crc(data: &[u8]) -> Vec<u8> {
+    let body = &data[..data.len().saturating_sub(4)];
+    let mut crc = flate2::Crc::new();
+    crc.update(body);
+    let mut out = body.to_vec();
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    out
+}
+
+/// A `weights.wq` file, decoded and dequantized, as given and with a valid checksum.
 pub fn qweights(data: &[u8]) {
-    if let Ok(t) = crate::qweights::decode_quant_weights(data, FUZZ_MAX_VALUES) {
-        let _ = crate::qweights::dequantize_all(&t);
+    for bytes in [data.to_vec(), with_valid_crc(data)] {
+        if let Ok(t) = crate::qweights::decode_quant_weights(&bytes, FUZZ_MAX_VALUES) {
+            let _ = crate::qweights::dequantize_all(&t);
+        }
     }
 }
 
@@ -52,7 +66,11 @@ pub fn model_folder<B: Backend>(data: &[u8], device: &B::Device) {
     if format == WeightsFormat::Int8 || meta.spec.params() > 1 << 20 {
         return;
     }
-    let _ = decode_model::<B, Arch>(dir, &meta, format, weights, device);
+    let weights = match format {
+        WeightsFormat::Quant => with_valid_crc(weights),
+        _ => weights.to_vec(),
+    };
+    let _ = decode_model::<B, Arch>(dir, &meta, format, &weights, device);
 }
 
 /// Runs `harness` on every stored input of fuzz target `target` (the corpus in
