@@ -148,15 +148,23 @@ pub fn wgpu_adapter_name() -> Result<String> {
     bail!("this optkit was built without the wgpu backend (--features wgpu)")
 }
 
-/// Sets up the wgpu device once and names its adapter; a machine with no Vulkan driver gets an
-/// error that says what to install instead of burn's panic.
+/// Sets up the wgpu device once per process and names its adapter; a machine with no Vulkan
+/// driver gets an error that says what to install instead of burn's panic. The answer is
+/// remembered: burn's runtime refuses a second set-up of a device (a test that asked whether
+/// there is an adapter and then runs the pipeline in the same process).
 #[cfg(feature = "wgpu")]
 fn wgpu_adapter(device: &burn_wgpu::WgpuDevice) -> Result<String> {
     use burn_wgpu::graphics::AutoGraphicsApi;
+    type Known = Vec<(burn_wgpu::WgpuDevice, std::result::Result<String, String>)>;
+    static KNOWN: std::sync::Mutex<Known> = std::sync::Mutex::new(Vec::new());
+    let mut known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, answer)) = known.iter().find(|(d, _)| d == device) {
+        return answer.clone().map_err(|e| anyhow::anyhow!(e));
+    }
     let setup = std::panic::catch_unwind(|| {
         burn_wgpu::init_setup::<AutoGraphicsApi>(device, burn_wgpu::RuntimeOptions::default())
     });
-    match setup {
+    let answer = match setup {
         Ok(setup) => {
             let info = setup.adapter.get_info();
             tracing::info!(adapter = %info.name, kind = ?info.device_type, api = ?info.backend, "wgpu adapter");
@@ -165,11 +173,14 @@ fn wgpu_adapter(device: &burn_wgpu::WgpuDevice) -> Result<String> {
                 info.name, info.device_type, info.backend
             ))
         }
-        Err(_) => bail!(
-            "no wgpu adapter found; install a GPU driver, or Mesa's software Vulkan driver \
-             (`apt-get install mesa-vulkan-drivers libvulkan1`), or use --backend flex"
+        Err(_) => Err(
+            "no wgpu adapter found; install a GPU driver, or Mesa's software Vulkan \
+             driver (`apt-get install mesa-vulkan-drivers libvulkan1`), or use --backend flex"
+                .to_string(),
         ),
-    }
+    };
+    known.push((device.clone(), answer.clone()));
+    answer.map_err(|e| anyhow::anyhow!(e))
 }
 
 #[cfg(test)]
