@@ -128,11 +128,10 @@ impl RunWriter {
             return Ok(None);
         }
         let folder = p.out.canonicalize().unwrap_or_else(|_| p.out.clone());
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
         Ok(Some(Self {
             url,
             scope: format!("run:{}", folder.display()),
-            holder: format!("{host}:{}", std::process::id()),
+            holder: opt_tune::study::process_name(),
             stale_after_s: tune.stale_after_s,
         }))
     }

@@ -108,17 +108,7 @@ fn folder(tag: &str) -> (PathBuf, ModelMeta) {
     let dir = std::env::temp_dir().join(format!("optkit-folder-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let spec = ModelSpec::preset("mlp", IN, 10).unwrap();
-    let meta = ModelMeta {
-        format_version: FORMAT_VERSION,
-        spec: spec.clone(),
-        normalization: Normalization {
-            mean: 0.3,
-            std: 0.35,
-        },
-        class_names: (0..10).map(|i| i.to_string()).collect(),
-        weights: WEIGHTS_FILE.into(),
-        test_data: None,
-    };
+    let meta = meta(spec.clone());
     let _rng = crate::test_util::rng_lock();
     save_model(&dir, &meta, &spec.init::<TestBackend>(&device())).unwrap();
     (dir, meta)

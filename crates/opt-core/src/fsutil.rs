@@ -10,10 +10,7 @@ use crate::error::{CoreError, Result};
 
 /// Writes `bytes` to `path` atomically (temporary file + rename), creating parent directories.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = parent_dir(path);
     std::fs::create_dir_all(dir).map_err(|e| CoreError::io("creating directory", dir, e))?;
     let name = path
         .file_name()
@@ -31,6 +28,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         return Err(CoreError::io("writing", path, e));
     }
     sync_dir(dir)
+}
+
+/// The folder that holds `path` (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 /// Flushes a directory's entries (a rename or a new file in it) to disk.

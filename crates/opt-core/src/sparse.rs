@@ -285,27 +285,17 @@ mod tests {
         assert!(e.contains("1003 values") && e.contains("1002"), "{e}");
         let (header, body) = read_framed(&bytes, MAGIC, VERSION, false).unwrap();
         let mut h: serde_json::Value = serde_json::from_slice(header).unwrap();
+        let forge = |h: &serde_json::Value| {
+            write_framed(MAGIC, VERSION, &serde_json::to_vec(h).unwrap(), body, false)
+        };
         for claim in [u64::MAX, 1 << 40] {
             h["payload_bytes"] = claim.into();
-            let forged = write_framed(
-                MAGIC,
-                VERSION,
-                &serde_json::to_vec(&h).unwrap(),
-                body,
-                false,
-            );
-            let e = decode_sparse(&forged, 1 << 20).unwrap_err();
+            let e = decode_sparse(&forge(&h), 1 << 20).unwrap_err();
             assert!(e.contains("more than its tensors can need"), "{e}");
         }
         h["payload_bytes"] = 16.into();
         h["tensors"][0]["shape"] = serde_json::json!([usize::MAX, 2]);
-        let forged = write_framed(
-            MAGIC,
-            VERSION,
-            &serde_json::to_vec(&h).unwrap(),
-            body,
-            false,
-        );
+        let forged = forge(&h);
         assert!(
             decode_sparse(&forged, 1 << 20)
                 .unwrap_err()

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::backend::Backend;
 use opt_core::artifact::read_weights;
 use opt_core::fsutil::{
-    MAX_JSON_BYTES, read_capped, read_json, sync_dir, write_atomic, write_json_atomic,
+    MAX_JSON_BYTES, parent_dir, read_capped, read_json, sync_dir, write_atomic, write_json_atomic,
 };
 use opt_core::model::Architecture;
 
@@ -224,10 +224,9 @@ pub fn write_bundle<B: Backend>(
         class_names: meta.class_names.clone(),
         files,
     };
-    if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| opt_core::CoreError::io("creating directory", parent, e))?;
-    }
+    let parent = parent_dir(dest);
+    std::fs::create_dir_all(parent)
+        .map_err(|e| opt_core::CoreError::io("creating directory", parent, e))?;
     let staging = fresh_sibling(dest, &dest_name, "tmp")
         .map_err(|e| dest_err(format!("cannot create a folder beside it ({e})")))?;
     // Only what this call created is ever removed: the staging folder and its files.
@@ -256,9 +255,7 @@ pub fn write_bundle<B: Backend>(
         remove_staging();
         return Err(dest_err(format!("moving the new bundle into place: {e}")));
     }
-    if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
-        sync_dir(parent)?;
-    }
+    sync_dir(parent)?;
     tracing::info!(bundle = %dest.display(), kind, files = manifest.files.len(), "bundle written");
     Ok(manifest)
 }

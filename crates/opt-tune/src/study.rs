@@ -42,15 +42,21 @@ pub struct WorkerConfig {
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
         let thread = format!("{:?}", std::thread::current().id()).replace(['(', ')'], "");
         Self {
-            worker: format!("{host}:{}:{thread}", std::process::id()),
+            worker: format!("{}:{thread}", process_name()),
             stale_after_s: 60.0,
             heartbeat_s: 5.0,
             max_stops: 3,
         }
     }
+}
+
+/// This process among the workers of a shared storage: `<host>:<pid>` (`$HOSTNAME`, else
+/// `host`). Trials and locks store it as their holder.
+pub fn process_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
+    format!("{host}:{}", std::process::id())
 }
 
 /// One study as seen by one worker.
