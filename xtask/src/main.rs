@@ -14,7 +14,7 @@
 //! - `cargo xtask bench samplers [optkit bench-samplers flags]`: opt-tune's samplers on test
 //!   functions over many seeds (`--optuna`: against Optuna's TPE), with ratios.
 //! - `cargo xtask fuzz <target> [--seconds N | --cmin]`: runs a cargo-fuzz target of `fuzz/`
-//!   (idx, sparse, qweights, int8, model_folder, pipeline_toml, manifest) on the nightly
+//!   (idx, graph, sparse, qweights, int8, model_folder, pipeline_toml, manifest) on the nightly
 //!   toolchain for N seconds (default 600) with its stored corpus; new corpus entries and crash
 //!   inputs land in `fuzz/corpus/<target>/` and `fuzz/artifacts/<target>/`, which the normal
 //!   `cargo test` replays. `--cmin` shrinks the corpus to the inputs that keep its coverage
@@ -99,8 +99,9 @@ fn optkit(sub: &str, args: &[String]) -> Result<(), u8> {
 }
 
 /// The fuzz targets of `fuzz/Cargo.toml`.
-const FUZZ_TARGETS: [&str; 7] = [
+const FUZZ_TARGETS: [&str; 8] = [
     "idx",
+    "graph",
     "sparse",
     "qweights",
     "int8",

@@ -1,22 +1,23 @@
-//! Channel groups of the MobileNets and EfficientNets for structured pruning, and the specs
-//! they shrink to.
+//! How the MobileNets and EfficientNets shrink when structured pruning narrows their channel
+//! groups. The groups themselves come from the model graph (`lower.rs`) by dependency
+//! analysis: for MobileNetV2/V3/EfficientNet the stem's channels; per block, the expanded
+//! channels (tied to the depthwise convolution, its batch norm, the squeeze-excitation's input
+//! and gate, and the projection's input), the squeeze channels, and the block's outputs,
+//! shared by every block of a residual chain; a block without expansion runs its depthwise
+//! convolution on its input channels, which ties it to the previous group; then the head
+//! convolution's channels and MobileNetV3's hidden linear layer. MobileNetV1: the stem's
+//! channels and each pointwise convolution's outputs, each tied to the next block's depthwise
+//! convolution.
 //!
-//! MobileNetV2/V3/EfficientNet: the stem's channels; per block, the expanded channels (the
-//! expansion's outputs, tied to the depthwise convolution, its batch norm, the
-//! squeeze-excitation's input and gate, and the projection's input), the squeeze channels, and
-//! the block's outputs, shared by every block of a residual chain (a residual block adds its
-//! input to its output, so both must keep the same channels). A block without expansion runs
-//! its depthwise convolution on its input channels, which ties it to the previous group. Then
-//! the head convolution's channels and MobileNetV3's hidden linear layer.
-//! MobileNetV1: the stem's channels and each pointwise convolution's outputs, each tied to the
-//! next block's depthwise convolution.
+//! A group's width is set on every spec field whose layer produces its channels (a residual
+//! chain sets each of its blocks' `out`); the depthwise convolutions follow their input.
 
 use opt_core::Result;
-use opt_core::model::{ChannelGroup, check_group_widths};
+use opt_core::model::{ChannelGroup, SliceRole, check_group_widths};
 
 use crate::spec::{MobileNetSpec, MobileNetV1Spec};
 
-/// Which spec width a group sets.
+/// Which spec width a producing layer sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Width {
     Stem,
@@ -27,117 +28,54 @@ enum Width {
     Hidden,
 }
 
-type Groups = Vec<(ChannelGroup, Vec<Width>)>;
+/// The spec width the layer `node` (a graph node name) computes channels for, if any.
+fn width_of(node: &str) -> Option<Width> {
+    match node {
+        "stem.conv" => return Some(Width::Stem),
+        "head.conv" => return Some(Width::Head),
+        "hidden" => return Some(Width::Hidden),
+        _ => {}
+    }
+    let rest = node.strip_prefix("blocks.")?;
+    let (i, layer) = rest.split_once('.')?;
+    let i: usize = i.parse().ok()?;
+    match layer {
+        "expand.conv" => Some(Width::Expanded(i)),
+        "project.conv" | "pointwise.conv" => Some(Width::Out(i)),
+        "se.fc1" => Some(Width::Se(i)),
+        _ => None,
+    }
+}
+
+/// Every (width, group index) pair the groups' producers name.
+fn targets(groups: &[ChannelGroup]) -> Vec<(Width, usize)> {
+    let mut out = Vec::new();
+    for (gi, g) in groups.iter().enumerate() {
+        for s in g.slices.iter().filter(|s| s.role == SliceRole::Producer) {
+            let node = s.path.rsplit_once('.').map_or(s.path.as_str(), |(n, _)| n);
+            if let Some(w) = width_of(node).filter(|w| !out.contains(&(*w, gi))) {
+                out.push((w, gi));
+            }
+        }
+    }
+    out
+}
 
 impl MobileNetSpec {
-    fn groups_with_widths(&self) -> Groups {
-        let mut groups: Groups = vec![(
-            ChannelGroup::new("stem", self.stem)
-                .conv_out("stem.conv", false)
-                .norm("stem.bn")
-                .build(),
-            vec![Width::Stem],
-        )];
-        let mut cur = 0;
-        for (i, (_, b)) in self.blocks().into_iter().enumerate() {
-            let name = format!("blocks.{i}");
-            let hidden = match b.expanded {
-                Some(e) => {
-                    groups[cur].0.conv_in(&format!("{name}.expand.conv"));
-                    groups.push((
-                        ChannelGroup::new(format!("{name}.expanded"), e)
-                            .conv_out(&format!("{name}.expand.conv"), false)
-                            .norm(&format!("{name}.expand.bn"))
-                            .build(),
-                        vec![Width::Expanded(i)],
-                    ));
-                    groups.len() - 1
-                }
-                None => cur,
-            };
-            groups[hidden].0.depthwise(
-                &format!("{name}.depthwise.conv"),
-                &format!("{name}.depthwise.bn"),
-            );
-            if let Some(s) = b.se {
-                groups[hidden]
-                    .0
-                    .conv_in(&format!("{name}.se.fc1"))
-                    .gate(&format!("{name}.se.fc2"));
-                groups.push((
-                    ChannelGroup::new(format!("{name}.se"), s)
-                        .conv_out(&format!("{name}.se.fc1"), true)
-                        .conv_in(&format!("{name}.se.fc2"))
-                        .build(),
-                    vec![Width::Se(i)],
-                ));
-            }
-            groups[hidden].0.conv_in(&format!("{name}.project.conv"));
-            let project = |g: &mut ChannelGroup| {
-                g.conv_out(&format!("{name}.project.conv"), false)
-                    .norm(&format!("{name}.project.bn"));
-            };
-            if b.residual {
-                project(&mut groups[cur].0);
-                groups[cur].1.push(Width::Out(i));
-            } else {
-                let mut g = ChannelGroup::new(format!("{name}.out"), b.out);
-                project(&mut g);
-                groups.push((g, vec![Width::Out(i)]));
-                cur = groups.len() - 1;
-            }
-        }
-        groups[cur].0.conv_in("head.conv");
-        let mut head = ChannelGroup::new("head", self.head);
-        head.conv_out("head.conv", false).norm("head.bn");
-        match self.hidden {
-            Some(h) => {
-                head.linear_in("hidden", 1);
-                groups.push((head, vec![Width::Head]));
-                groups.push((
-                    ChannelGroup::new("hidden", h)
-                        .linear_out("hidden")
-                        .linear_in("classifier", 1)
-                        .build(),
-                    vec![Width::Hidden],
-                ));
-            }
-            None => {
-                head.linear_in("classifier", 1);
-                groups.push((head, vec![Width::Head]));
-            }
-        }
-        groups
-    }
-
-    /// The channel groups, in a fixed order.
-    pub fn channel_groups(&self) -> Vec<ChannelGroup> {
-        self.groups_with_widths()
-            .into_iter()
-            .map(|(g, _)| g)
-            .collect()
-    }
-
-    /// The spec with group `i` narrowed to `widths[i]` channels.
-    pub fn with_group_widths(&self, widths: &[usize]) -> Result<Self> {
-        let groups = self.groups_with_widths();
-        let plain: Vec<ChannelGroup> = groups.iter().map(|(g, _)| g.clone()).collect();
-        check_group_widths(&plain, widths)?;
+    /// The spec with group `i` of `groups` (this spec's graph's groups) narrowed to
+    /// `widths[i]` channels.
+    pub fn with_group_widths(&self, groups: &[ChannelGroup], widths: &[usize]) -> Result<Self> {
+        check_group_widths(groups, widths)?;
         let mut spec = self.clone();
-        for ((_, targets), &w) in groups.iter().zip(widths) {
-            for t in targets {
-                match *t {
-                    Width::Stem => spec.stem = w,
-                    Width::Head => spec.head = w,
-                    Width::Hidden => spec.hidden = Some(w),
-                    Width::Expanded(i) | Width::Out(i) | Width::Se(i) => {
-                        let b = spec
-                            .stages
-                            .iter_mut()
-                            .flatten()
-                            .nth(i)
-                            .expect("group indices come from this spec's blocks");
-                        match *t {
+        for (target, gi) in targets(groups) {
+            let w = widths[gi];
+            match target {
+                Width::Stem => spec.stem = w,
+                Width::Head => spec.head = w,
+                Width::Hidden => spec.hidden = Some(w),
+                Width::Expanded(i) | Width::Out(i) | Width::Se(i) => {
+                    if let Some(b) = spec.stages.iter_mut().flatten().nth(i) {
+                        match target {
                             Width::Expanded(_) => b.expanded = Some(w),
                             Width::Out(_) => b.out = w,
                             _ => b.se = Some(w),
@@ -151,43 +89,21 @@ impl MobileNetSpec {
 }
 
 impl MobileNetV1Spec {
-    /// The channel groups: the stem and each pointwise convolution's outputs.
-    pub fn channel_groups(&self) -> Vec<ChannelGroup> {
-        let mut groups = vec![
-            ChannelGroup::new("stem", self.stem)
-                .conv_out("stem.conv", false)
-                .norm("stem.bn")
-                .build(),
-        ];
-        for (i, b) in self.blocks.iter().enumerate() {
-            let name = format!("blocks.{i}");
-            let last = groups.last_mut().expect("the stem group is first");
-            last.depthwise(
-                &format!("{name}.depthwise.conv"),
-                &format!("{name}.depthwise.bn"),
-            )
-            .conv_in(&format!("{name}.pointwise.conv"));
-            groups.push(
-                ChannelGroup::new(format!("{name}.pointwise"), b.out)
-                    .conv_out(&format!("{name}.pointwise.conv"), false)
-                    .norm(&format!("{name}.pointwise.bn"))
-                    .build(),
-            );
-        }
-        groups
-            .last_mut()
-            .expect("the stem group is first")
-            .linear_in("classifier", 1);
-        groups
-    }
-
-    /// The spec with the stem and the blocks narrowed to `widths` (stem first).
-    pub fn with_group_widths(&self, widths: &[usize]) -> Result<Self> {
-        check_group_widths(&self.channel_groups(), widths)?;
+    /// The spec with group `i` of `groups` (this spec's graph's groups: the stem, then each
+    /// block's pointwise outputs) narrowed to `widths[i]` channels.
+    pub fn with_group_widths(&self, groups: &[ChannelGroup], widths: &[usize]) -> Result<Self> {
+        check_group_widths(groups, widths)?;
         let mut spec = self.clone();
-        spec.stem = widths[0];
-        for (b, &w) in spec.blocks.iter_mut().zip(&widths[1..]) {
-            b.out = w;
+        for (target, gi) in targets(groups) {
+            match target {
+                Width::Stem => spec.stem = widths[gi],
+                Width::Out(i) => {
+                    if let Some(b) = spec.blocks.get_mut(i) {
+                        b.out = widths[gi];
+                    }
+                }
+                _ => {}
+            }
         }
         Ok(spec)
     }
@@ -221,11 +137,11 @@ mod tests {
                 arch,
             };
             let model = spec.init::<TestBackend>(&device());
-            let groups = spec.arch.channel_groups(input, 5).unwrap();
+            let groups = spec.channel_groups().unwrap();
             verify_groups(&model, &groups).unwrap_or_else(|e| panic!("{}: {e}", family.name()));
             let widths: Vec<usize> = groups.iter().map(|g| (g.channels - 1).max(1)).collect();
             let smaller = spec.arch.with_group_widths(input, 5, &widths).unwrap();
-            let again = smaller.channel_groups(input, 5).unwrap();
+            let again = smaller.graph(input, 5).channel_groups().unwrap();
             assert_eq!(
                 again.iter().map(|g| g.channels).collect::<Vec<_>>(),
                 widths,

@@ -6,7 +6,7 @@
 //! burn layers with a `Config`. The presets write every block out as a [`MobileNetSpec`], so a
 //! pruned network is still a plain spec. At 224x224, 3 channels and 1000 classes the parameter
 //! counts equal torchvision's, and PyTorch-named safetensors weights load and save through
-//! [`torch_modules`] and `opt_core::weights`.
+//! the PyTorch names of their model graphs and `opt_core::weights`.
 //!
 //! ```
 //! use opt_arch::{Family, Preset, ZooArch};
@@ -25,13 +25,13 @@ pub mod depthwise_separable;
 pub mod family;
 pub mod groups;
 pub mod inverted_residual;
+mod lower;
 pub mod make_divisible;
 pub mod nets;
 pub mod presets;
 pub mod spec;
 pub mod squeeze_excitation;
 pub mod stochastic_depth;
-pub mod torch_names;
 pub mod zoo;
 
 pub use activation::Activation;
@@ -40,5 +40,4 @@ pub use make_divisible::make_divisible;
 pub use nets::{MobileNet, MobileNetV1};
 pub use presets::Preset;
 pub use spec::{BlockSpec, MobileNetSpec, MobileNetV1Spec, SeparableSpec};
-pub use torch_names::torch_modules;
 pub use zoo::{ArchChoice, ZooArch, ZooModel, family_names};

@@ -1,14 +1,9 @@
 //! Explicit architecture specs: every block's channels, kernel, stride, squeeze-excitation and
 //! residual written out, so a pruned network is still a plain spec. Validation names the
-//! offending key; [`layers`](MobileNetSpec::layers) gives each layer's analytic cost.
-//!
-//! MAC convention (as opt-core): one multiply-accumulate = 1 MAC, counted for convolutions
-//! (`out_h * out_w * out_c * in_c / groups * k * k`, the squeeze-excitation 1x1 convolutions on
-//! their 1x1 input included) and linear layers (`in * out`); batch norm, activations, pooling,
-//! the squeeze-excitation scaling and residual additions count 0. Parameters are counted as
-//! PyTorch does (batch-norm running statistics excluded).
+//! offending key. Each spec lowers to a model graph (`lower.rs`), from which its costs,
+//! channel groups and PyTorch names are computed.
 
-use opt_core::model::{InputShape, LayerCost, LayerKind, conv_out};
+use opt_core::model::InputShape;
 use opt_core::{CoreError, Result};
 use serde::{Deserialize, Serialize};
 
@@ -87,89 +82,6 @@ pub struct MobileNetV1Spec {
     pub dropout: f64,
     /// Batch-norm epsilon.
     pub bn_eps: f64,
-}
-
-/// Accumulates layer costs while walking a network's shapes.
-pub(crate) struct Costs {
-    pub layers: Vec<LayerCost>,
-    pub hw: (usize, usize),
-}
-
-impl Costs {
-    pub fn new(input: InputShape) -> Self {
-        Self {
-            layers: Vec::new(),
-            hw: (input.height, input.width),
-        }
-    }
-
-    /// A convolution with "same" padding on the current feature map.
-    #[allow(clippy::too_many_arguments)]
-    fn conv(
-        &mut self,
-        name: String,
-        cin: usize,
-        cout: usize,
-        k: usize,
-        stride: usize,
-        groups: usize,
-        bias: bool,
-    ) {
-        let p = (k - 1) / 2;
-        let (h, w) = (
-            conv_out(self.hw.0, k, stride, p),
-            conv_out(self.hw.1, k, stride, p),
-        );
-        self.hw = (h, w);
-        let weights = (cout * (cin / groups) * k * k) as u64;
-        self.layers.push(LayerCost {
-            name,
-            kind: LayerKind::Conv2d,
-            output: vec![cout, h, w],
-            params: weights + if bias { cout as u64 } else { 0 },
-            macs: weights * (h * w) as u64,
-        });
-    }
-
-    /// Convolution + batch norm under `{name}.conv` and `{name}.bn`.
-    pub fn conv_bn(
-        &mut self,
-        name: &str,
-        cin: usize,
-        cout: usize,
-        k: usize,
-        stride: usize,
-        groups: usize,
-    ) {
-        self.conv(format!("{name}.conv"), cin, cout, k, stride, groups, false);
-        let (h, w) = self.hw;
-        self.layers.push(LayerCost {
-            name: format!("{name}.bn"),
-            kind: LayerKind::BatchNorm,
-            output: vec![cout, h, w],
-            params: 2 * cout as u64,
-            macs: 0,
-        });
-    }
-
-    /// Squeeze-excitation: two 1x1 convolutions with bias on the pooled 1x1 map.
-    fn se(&mut self, name: &str, channels: usize, squeeze: usize) {
-        let hw = self.hw;
-        self.hw = (1, 1);
-        self.conv(format!("{name}.fc1"), channels, squeeze, 1, 1, 1, true);
-        self.conv(format!("{name}.fc2"), squeeze, channels, 1, 1, 1, true);
-        self.hw = hw;
-    }
-
-    pub fn linear(&mut self, name: &str, i: usize, o: usize) {
-        self.layers.push(LayerCost {
-            name: name.into(),
-            kind: LayerKind::Linear,
-            output: vec![o],
-            params: (i * o + o) as u64,
-            macs: (i * o) as u64,
-        });
-    }
 }
 
 fn invalid(key: String, value: impl std::fmt::Display, problem: impl Into<String>) -> CoreError {
@@ -290,47 +202,9 @@ impl MobileNetSpec {
         }
         check_total_stride(input, self.total_stride(), family)
     }
-
-    /// Every layer with parameters in forward order, named as the module reports them.
-    pub fn layers(&self, input: InputShape, classes: usize) -> Vec<LayerCost> {
-        let mut c = Costs::new(input);
-        c.conv_bn("stem", input.channels, self.stem, 3, self.stem_stride, 1);
-        let mut last = self.stem;
-        for (i, (cin, b)) in self.blocks().into_iter().enumerate() {
-            last = b.out;
-            let name = format!("blocks.{i}");
-            let hidden = b.expanded.unwrap_or(cin);
-            if let Some(e) = b.expanded {
-                c.conv_bn(&format!("{name}.expand"), cin, e, 1, 1, 1);
-            }
-            c.conv_bn(
-                &format!("{name}.depthwise"),
-                hidden,
-                hidden,
-                b.kernel,
-                b.stride,
-                hidden,
-            );
-            if let Some(s) = b.se {
-                c.se(&format!("{name}.se"), hidden, s);
-            }
-            c.conv_bn(&format!("{name}.project"), hidden, b.out, 1, 1, 1);
-        }
-        c.conv_bn("head", last, self.head, 1, 1, 1);
-        let features = match self.hidden {
-            Some(h) => {
-                c.linear("hidden", self.head, h);
-                h
-            }
-            None => self.head,
-        };
-        c.linear("classifier", features, classes);
-        c.layers
-    }
 }
 
 impl MobileNetV1Spec {
-    /// The product of all strides.
     /// The product of all strides (saturating).
     pub fn total_stride(&self) -> usize {
         self.blocks
@@ -355,26 +229,5 @@ impl MobileNetV1Spec {
             return Err(invalid("bn_eps".into(), self.bn_eps, "must be positive"));
         }
         check_total_stride(input, self.total_stride(), "mobilenet_v1")
-    }
-
-    /// Every layer with parameters in forward order.
-    pub fn layers(&self, input: InputShape, classes: usize) -> Vec<LayerCost> {
-        let mut c = Costs::new(input);
-        c.conv_bn("stem", input.channels, self.stem, 3, self.stem_stride, 1);
-        let mut prev = self.stem;
-        for (i, b) in self.blocks.iter().enumerate() {
-            c.conv_bn(
-                &format!("blocks.{i}.depthwise"),
-                prev,
-                prev,
-                3,
-                b.stride,
-                prev,
-            );
-            c.conv_bn(&format!("blocks.{i}.pointwise"), prev, b.out, 1, 1, 1);
-            prev = b.out;
-        }
-        c.linear("classifier", prev, classes);
-        c.layers
     }
 }

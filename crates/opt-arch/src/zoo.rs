@@ -8,9 +8,8 @@
 
 use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
-use opt_core::model::{
-    Arch, Architecture, ChannelGroup, Classifier, InputShape, LayerCost, LayerObserver, Model,
-};
+use opt_core::graph::Graph;
+use opt_core::model::{Arch, Architecture, Classifier, InputShape, LayerObserver, Model};
 use opt_core::{CoreError, Result};
 use serde::de::Error as _;
 use serde::ser::Error as _;
@@ -114,11 +113,11 @@ impl Architecture for ZooArch {
         }
     }
 
-    fn layers(&self, input: InputShape, classes: usize) -> Vec<LayerCost> {
+    fn graph(&self, input: InputShape, classes: usize) -> Graph {
         match self {
-            ZooArch::Core(a) => a.layers(input, classes),
-            ZooArch::MobilenetV1(s) => s.layers(input, classes),
-            ZooArch::Mobilenet { spec, .. } => spec.layers(input, classes),
+            ZooArch::Core(a) => a.graph(input, classes),
+            ZooArch::MobilenetV1(s) => s.lower(input, classes),
+            ZooArch::Mobilenet { family, spec } => spec.lower(*family, input, classes),
         }
     }
 
@@ -137,30 +136,21 @@ impl Architecture for ZooArch {
         }
     }
 
-    fn torch_modules(&self, _input: InputShape, _classes: usize) -> Option<Vec<(String, String)>> {
-        crate::torch_names::torch_modules(self)
-    }
-
-    fn channel_groups(&self, input: InputShape, classes: usize) -> Option<Vec<ChannelGroup>> {
-        match self {
-            ZooArch::Core(a) => a.channel_groups(input, classes),
-            ZooArch::MobilenetV1(s) => Some(s.channel_groups()),
-            ZooArch::Mobilenet { spec, .. } => Some(spec.channel_groups()),
-        }
-    }
-
     fn with_group_widths(
         &self,
         input: InputShape,
         classes: usize,
         widths: &[usize],
     ) -> Result<Self> {
+        let groups = || self.graph(input, classes).channel_groups();
         Ok(match self {
             ZooArch::Core(a) => ZooArch::Core(a.with_group_widths(input, classes, widths)?),
-            ZooArch::MobilenetV1(s) => ZooArch::MobilenetV1(s.with_group_widths(widths)?),
+            ZooArch::MobilenetV1(s) => {
+                ZooArch::MobilenetV1(s.with_group_widths(&groups()?, widths)?)
+            }
             ZooArch::Mobilenet { family, spec } => ZooArch::Mobilenet {
                 family: *family,
-                spec: spec.with_group_widths(widths)?,
+                spec: spec.with_group_widths(&groups()?, widths)?,
             },
         })
     }

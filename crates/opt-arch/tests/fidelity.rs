@@ -5,10 +5,8 @@ use std::collections::BTreeMap;
 
 use burn::tensor::{Tensor, TensorData};
 use burn_flex::Flex;
-use opt_arch::{Family, Preset, ZooArch, torch_modules};
-use opt_core::model::{
-    Architecture, Classifier, InputShape, ModelSpec, count_params, observed_macs,
-};
+use opt_arch::{Family, Preset, ZooArch};
+use opt_core::model::{Classifier, InputShape, ModelSpec, count_params, observed_macs};
 use opt_core::weights::{Naming, decode_weights, encode_weights};
 
 const IMAGENET: InputShape = InputShape {
@@ -98,7 +96,7 @@ fn torch_names_equal_torchvision_state_dicts() {
     ] {
         let spec = imagenet(Family::parse(name).unwrap());
         let model = spec.init::<Flex>(&Default::default());
-        let naming = Naming::Torch(torch_modules(&spec.arch).unwrap());
+        let naming = Naming::Torch(spec.torch_modules().unwrap());
         let bytes = encode_weights(&model, &naming).unwrap();
         let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
         let ours: BTreeMap<String, Vec<usize>> = file
@@ -129,7 +127,7 @@ fn parity(name: &str, family: Family, width: f64) -> f32 {
         arch: preset.build(input).unwrap(),
     };
     let device = Default::default();
-    let naming = Naming::Torch(spec.arch.torch_modules(input, 10).unwrap());
+    let naming = Naming::Torch(spec.torch_modules().unwrap());
     let model = decode_weights(
         spec.init::<Flex>(&device),
         &fixture(&format!("parity_{name}.safetensors")),

@@ -47,6 +47,19 @@ pub fn qweights(data: &[u8]) {
     }
 }
 
+/// A model graph in JSON (what ONNX import and `model.json` graphs will hold): checked, and
+/// when it checks, its costs, weights and channel groups computed.
+pub fn graph(data: &[u8]) {
+    let Ok(g) = serde_json::from_slice::<crate::graph::Graph>(data) else {
+        return;
+    };
+    if g.shapes().is_ok() {
+        let _ = g.layers();
+        let _ = g.params();
+        let _ = g.channel_groups();
+    }
+}
+
 /// A model folder: a little-endian `u32` length, that many bytes of `model.json`, then the
 /// weights file it names. The model is built only when its spec is small enough for a
 /// fuzzing process (the product allows up to `MAX_PARAMS`).

@@ -30,6 +30,7 @@ pub mod eval;
 pub mod framed;
 pub mod fsutil;
 pub mod fuzzing;
+pub mod graph;
 pub mod model;
 pub mod ops;
 pub mod progress;

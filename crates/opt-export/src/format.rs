@@ -124,10 +124,7 @@ pub fn export_bytes<B: Backend>(
         }
         (SourceModel::Float { model, .. }, ExportFormat::Safetensors) => {
             let spec = &meta.spec;
-            let pairs = spec
-                .arch
-                .torch_modules(spec.input, spec.classes)
-                .unwrap_or_default();
+            let pairs = spec.torch_modules().unwrap_or_default();
             encode_weights(&**model, &Naming::Torch(pairs))
                 .map_err(|e| cannot(e, "export it with --format burn"))
         }

@@ -260,10 +260,11 @@ mod tests {
                 values: vec![100.0, 0.0, 0.0],
             },
         );
-        let g = ChannelGroup::new("a", 3)
-            .conv_out("a", false)
-            .conv_in("b")
-            .build();
+        let mut g = ChannelGroup::new("a", 3);
+        g.slices = vec![
+            TensorSlice::new("a.weight", 0, SliceRole::Producer),
+            TensorSlice::new("b.weight", 1, SliceRole::Consumer),
+        ];
         let mut rng = SplitMix64::new(1);
         let l1 = channel_scores(Criterion::L1, &g, &tensors, None, &mut rng).unwrap();
         assert_eq!(l1, vec![0.1f32.abs() as f64, 3.0, 1.0]);

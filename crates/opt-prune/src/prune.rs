@@ -94,16 +94,7 @@ pub fn check_config<A: Architecture>(
 pub(crate) fn groups_of<A: Architecture>(
     spec: &ModelSpec<A>,
 ) -> Result<Vec<opt_core::model::ChannelGroup>> {
-    spec.arch
-        .channel_groups(spec.input, spec.classes)
-        .ok_or_else(|| {
-            PruneError::Model(format!(
-                "structured pruning needs the model's channel groups, and the {} family does \
-             not describe them (Architecture::channel_groups returns None); implement it, \
-             or use method = \"unstructured\"",
-                spec.arch.family()
-            ))
-        })
+    Ok(spec.channel_groups()?)
 }
 
 /// `weight x gradient` of the model `spec` with `tensors` over `cfg.taylor_batches` seeded
@@ -282,10 +273,7 @@ where
             let original: Vec<usize> = groups.iter().map(|g| g.channels).collect();
             for k in 1..=rounds {
                 let progress = k as f64 / rounds as f64;
-                let groups_now = spec_now
-                    .arch
-                    .channel_groups(spec.input, spec.classes)
-                    .expect("the family described its groups above");
+                let groups_now = spec_now.channel_groups()?;
                 let tp = taylor(&spec_now, &tensors)?;
                 let plan =
                     plan_channels(cfg, &groups_now, &tensors, tp.as_ref(), &original, progress)?;

@@ -1,5 +1,7 @@
 //! The [`Architecture`] trait: what a family of models provides so that the rest of optkit
-//! (training, measurement, artifacts, weights interchange) can handle it without knowing it.
+//! (training, measurement, artifacts, weights interchange) can handle it without knowing it:
+//! its spec, the model graph it lowers to (from which costs, channel groups and PyTorch names
+//! are computed) and the burn module it builds.
 //!
 //! opt-core implements it for its own families ([`crate::model::Arch`]: mlp, lenet5, cnn);
 //! opt-arch implements it for MobileNet and EfficientNet, and a user can implement it for
@@ -12,10 +14,10 @@ use burn::tensor::backend::Backend;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::groups::ChannelGroup;
 use super::nets::Classifier;
-use super::spec::{InputShape, LayerCost};
+use super::spec::InputShape;
 use crate::error::{CoreError, Result};
+use crate::graph::Graph;
 
 /// A serializable architecture with every width explicit, and the burn module it builds.
 pub trait Architecture:
@@ -33,10 +35,11 @@ pub trait Architecture:
     /// Checks every width and that `input` is large enough for the network.
     fn validate(&self, input: InputShape, classes: usize) -> Result<()>;
 
-    /// Every layer with parameters, in forward order, with its output shape and cost. The
-    /// names are the module paths the forward pass reports to a
-    /// [`LayerObserver`](super::nets::LayerObserver).
-    fn layers(&self, input: InputShape, classes: usize) -> Vec<LayerCost>;
+    /// The model graph: the one description of the network's topology (every node, in
+    /// forward order, named by its module path). Layer costs, channel groups and PyTorch names
+    /// are computed from it. A spec that [`validate`](Self::validate) accepts lowers to a graph
+    /// whose shapes check.
+    fn graph(&self, input: InputShape, classes: usize) -> Graph;
 
     /// Builds the module with freshly initialized (possibly lazy) parameters.
     fn build<B: Backend>(
@@ -46,21 +49,10 @@ pub trait Architecture:
         device: &B::Device,
     ) -> Self::Model<B>;
 
-    /// PyTorch module names for our module paths (`stem.conv` -> `features.0.0`), used to read
-    /// and write PyTorch-named safetensors files. `None` keeps our names.
-    fn torch_modules(&self, _input: InputShape, _classes: usize) -> Option<Vec<(String, String)>> {
-        None
-    }
-
-    /// The channel groups structured pruning may shrink, in a fixed order (see
-    /// [`ChannelGroup`]). `None` (the default) means the family does not describe them, and
-    /// structured pruning refuses it with an error.
-    fn channel_groups(&self, _input: InputShape, _classes: usize) -> Option<Vec<ChannelGroup>> {
-        None
-    }
-
-    /// The same architecture with group `i` of [`channel_groups`](Self::channel_groups)
-    /// narrowed to `widths[i]` channels (every other width unchanged).
+    /// The same architecture with group `i` of its graph's
+    /// [`channel_groups`](crate::graph::Graph::channel_groups) narrowed to `widths[i]`
+    /// channels (every other width unchanged). The default refuses: the family cannot say
+    /// which of its widths a group is, so it cannot be pruned structurally.
     fn with_group_widths(
         &self,
         _input: InputShape,
@@ -70,9 +62,8 @@ pub trait Architecture:
         Err(CoreError::invalid(
             "model.arch",
             self.family(),
-            "this family does not describe its channel groups, so it cannot be pruned \
-             structurally; implement Architecture::channel_groups and with_group_widths, or use \
-             unstructured pruning",
+            "this family cannot narrow its widths, so it cannot be pruned structurally; \
+             implement Architecture::with_group_widths, or use unstructured pruning",
         ))
     }
 }

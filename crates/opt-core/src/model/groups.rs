@@ -9,10 +9,9 @@
 //! channel is a block of `h * w` consecutive input features. Keeping channels `[2, 5]` of a
 //! group keeps index 2 and 5 (or the blocks `2*b..3*b` and `5*b..6*b`) along each slice's axis.
 //!
-//! Families describe their groups through
-//! [`Architecture::channel_groups`](super::Architecture::channel_groups) and shrink through
-//! [`Architecture::with_group_widths`](super::Architecture::with_group_widths); a user's model
-//! implements the same two methods.
+//! The groups are computed from the model graph by dependency analysis
+//! ([`Graph::channel_groups`](crate::graph::Graph::channel_groups)); a family shrinks through
+//! [`Architecture::with_group_widths`](super::Architecture::with_group_widths).
 
 use serde::{Deserialize, Serialize};
 
@@ -86,92 +85,6 @@ impl ChannelGroup {
             slices: Vec::new(),
         }
     }
-
-    /// The producer's convolution weight `[out, in, k, k]` (axis 0), and its bias if any.
-    pub fn conv_out(&mut self, layer: &str, bias: bool) -> &mut Self {
-        self.slices.push(TensorSlice::new(
-            format!("{layer}.weight"),
-            0,
-            SliceRole::Producer,
-        ));
-        if bias {
-            self.slices.push(TensorSlice::new(
-                format!("{layer}.bias"),
-                0,
-                SliceRole::Producer,
-            ));
-        }
-        self
-    }
-
-    /// A convolution reading the channels: weight axis 1.
-    pub fn conv_in(&mut self, layer: &str) -> &mut Self {
-        self.slices.push(TensorSlice::new(
-            format!("{layer}.weight"),
-            1,
-            SliceRole::Consumer,
-        ));
-        self
-    }
-
-    /// A linear layer producing the channels (burn layout `[in, out]`: weight axis 1, bias).
-    pub fn linear_out(&mut self, layer: &str) -> &mut Self {
-        self.slices.push(TensorSlice::new(
-            format!("{layer}.weight"),
-            1,
-            SliceRole::Producer,
-        ));
-        self.slices.push(TensorSlice::new(
-            format!("{layer}.bias"),
-            0,
-            SliceRole::Producer,
-        ));
-        self
-    }
-
-    /// A linear layer reading the channels (weight axis 0), `block` features per channel
-    /// after a flatten.
-    pub fn linear_in(&mut self, layer: &str, block: usize) -> &mut Self {
-        self.slices.push(
-            TensorSlice::new(format!("{layer}.weight"), 0, SliceRole::Consumer).with_block(block),
-        );
-        self
-    }
-
-    /// A batch norm over the channels: scale, shift and both running statistics.
-    pub fn norm(&mut self, layer: &str) -> &mut Self {
-        for p in ["gamma", "beta", "running_mean", "running_var"] {
-            self.slices
-                .push(TensorSlice::new(format!("{layer}.{p}"), 0, SliceRole::Norm));
-        }
-        self
-    }
-
-    /// A depthwise convolution (weight `[c, 1, k, k]`) whose channels are these channels, with
-    /// its batch norm.
-    pub fn depthwise(&mut self, conv: &str, bn: &str) -> &mut Self {
-        // Its output channels are its input channels: a producer of the same set.
-        self.slices.push(TensorSlice::new(
-            format!("{conv}.weight"),
-            0,
-            SliceRole::Producer,
-        ));
-        self.norm(bn)
-    }
-
-    /// A convolution with bias whose outputs gate the channels (squeeze-excitation `fc2`).
-    pub fn gate(&mut self, layer: &str) -> &mut Self {
-        for p in ["weight", "bias"] {
-            self.slices
-                .push(TensorSlice::new(format!("{layer}.{p}"), 0, SliceRole::Gate));
-        }
-        self
-    }
-
-    /// The group with its slices (builder end).
-    pub fn build(&mut self) -> Self {
-        self.clone()
-    }
 }
 
 /// A layer whose weights unstructured pruning may zero: every convolution and linear layer.
@@ -225,8 +138,7 @@ pub fn check_group_widths(groups: &[ChannelGroup], widths: &[usize]) -> crate::R
 
 /// Checks a family's channel groups against a built module: every slice names an existing
 /// tensor whose axis has `channels * block` entries, and no tensor axis is claimed by two
-/// groups. Implementers of [`Architecture::channel_groups`](super::Architecture::channel_groups)
-/// call it in their tests; structured pruning calls it before slicing anything.
+/// groups. Tests call it on every family; structured pruning calls it before slicing anything.
 pub fn verify_groups<B: burn::tensor::backend::Backend, M: burn::module::Module<B>>(
     module: &M,
     groups: &[ChannelGroup],

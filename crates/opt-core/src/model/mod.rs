@@ -3,6 +3,7 @@
 pub mod arch;
 pub mod groups;
 pub mod limits;
+mod lower;
 pub mod nets;
 pub mod params;
 pub mod spec;
@@ -20,7 +21,7 @@ pub use nets::{
     observe, with_bn_momentum,
 };
 pub use params::{ParamCounts, ParamEntry, PathStack, count_params, observed_macs, param_entries};
-pub use spec::{Arch, InputShape, LayerCost, LayerKind, ModelSpec, conv_out};
+pub use spec::{Arch, InputShape, LayerCost, LayerKind, ModelSpec};
 
 #[cfg(test)]
 mod tests {
@@ -95,7 +96,7 @@ mod tests {
         let _rng = crate::test_util::rng_lock();
         for spec in all_presets() {
             let model = spec.init::<TestBackend>(&device());
-            let groups = spec.arch.channel_groups(spec.input, spec.classes).unwrap();
+            let groups = spec.channel_groups().unwrap();
             verify_groups(&model, &groups).unwrap_or_else(|e| panic!("{}: {e}", spec.describe()));
             let widths: Vec<usize> = groups.iter().map(|g| (g.channels / 2).max(1)).collect();
             let arch = spec

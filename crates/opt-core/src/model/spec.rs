@@ -1,9 +1,5 @@
-//! Serializable model descriptions with every width explicit, and their analytic cost.
-//!
-//! MAC convention: one multiply-accumulate = 1 MAC, counted for convolutions
-//! (`out_h * out_w * out_c * in_c / groups * k_h * k_w`) and linear layers (`in * out`) per
-//! image; bias additions, batch norm, activations and pooling count 0. Parameters are counted as
-//! PyTorch does: weights, biases and batch-norm scale and shift, not batch-norm running statistics.
+//! Serializable model descriptions with every width explicit. Their analytic cost comes from
+//! the graph they lower to (see [`crate::graph`] for the MAC and parameter conventions).
 
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +10,7 @@ use super::groups::{ChannelGroup, check_group_widths};
 use super::limits::{MAX_SIDE, at_most, positive};
 use super::nets::Model;
 use crate::error::{CoreError, Result};
+use crate::graph::Graph;
 
 /// Shape of one input image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,11 +118,6 @@ pub struct LayerCost {
     pub macs: u64,
 }
 
-/// Output size of a convolution or pooling along one axis.
-pub fn conv_out(size: usize, kernel: usize, stride: usize, padding: usize) -> usize {
-    (size + 2 * padding).saturating_sub(kernel) / stride + 1
-}
-
 impl ModelSpec<Arch> {
     /// The spec of a family with its canonical widths (`mlp` = LeNet-300-100, `lenet5`, `cnn`).
     pub fn preset(family: &str, input: InputShape, classes: usize) -> Result<Self> {
@@ -161,9 +153,29 @@ impl ModelSpec<Arch> {
 }
 
 impl<A: Architecture> ModelSpec<A> {
-    /// Every layer with parameters, in forward order, with its output shape and cost.
+    /// The model graph (see [`Architecture::graph`]).
+    pub fn graph(&self) -> Graph {
+        self.arch.graph(self.input, self.classes)
+    }
+
+    /// Every layer with parameters, in forward order, with its output shape and cost, from
+    /// the graph ([`Graph::layers`]); empty for a spec whose graph [`Self::validate`] refuses.
+    /// The names are the module paths the forward pass reports to a
+    /// [`LayerObserver`](super::nets::LayerObserver).
     pub fn layers(&self) -> Vec<LayerCost> {
-        self.arch.layers(self.input, self.classes)
+        self.graph().layers().unwrap_or_default()
+    }
+
+    /// The channel groups structured pruning may shrink, in a fixed order (see
+    /// [`ChannelGroup`] and [`Graph::channel_groups`]).
+    pub fn channel_groups(&self) -> Result<Vec<ChannelGroup>> {
+        self.graph().channel_groups()
+    }
+
+    /// PyTorch module names for our module paths (`stem.conv` -> `features.0.0`), used to
+    /// read and write PyTorch-named safetensors files; `None` keeps our names.
+    pub fn torch_modules(&self) -> Option<Vec<(String, String)>> {
+        self.graph().torch_modules()
     }
 
     /// Parameters (PyTorch convention); saturates at `u64::MAX` for a spec that
@@ -273,137 +285,12 @@ impl Architecture for Arch {
         Ok(())
     }
 
-    fn layers(&self, input: InputShape, classes: usize) -> Vec<LayerCost> {
-        let mut out = Vec::new();
-        let InputShape {
-            channels,
-            height,
-            width,
-        } = input;
-        let conv = |out: &mut Vec<LayerCost>,
-                    name: String,
-                    cin: usize,
-                    cout: usize,
-                    k: usize,
-                    h: usize,
-                    w: usize,
-                    bias: bool| {
-            out.push(LayerCost {
-                name,
-                kind: LayerKind::Conv2d,
-                output: vec![cout, h, w],
-                params: (cout * cin * k * k + if bias { cout } else { 0 }) as u64,
-                macs: (h * w * cout * cin * k * k) as u64,
-            });
-        };
-        let linear = |out: &mut Vec<LayerCost>, name: String, i: usize, o: usize| {
-            out.push(LayerCost {
-                name,
-                kind: LayerKind::Linear,
-                output: vec![o],
-                params: (i * o + o) as u64,
-                macs: (i * o) as u64,
-            });
-        };
-        match self {
-            Arch::Mlp { hidden } => {
-                let mut prev = channels * height * width;
-                for (i, &h) in hidden.iter().chain(std::iter::once(&classes)).enumerate() {
-                    linear(&mut out, format!("layers.{i}"), prev, h);
-                    prev = h;
-                }
-            }
-            Arch::Lenet5 { conv1, conv2, fc1 } => {
-                let (h1, w1) = (conv_out(height, 5, 1, 0), conv_out(width, 5, 1, 0));
-                conv(&mut out, "conv1".into(), channels, *conv1, 5, h1, w1, true);
-                let (h2, w2) = (conv_out(h1 / 2, 5, 1, 0), conv_out(w1 / 2, 5, 1, 0));
-                conv(&mut out, "conv2".into(), *conv1, *conv2, 5, h2, w2, true);
-                linear(&mut out, "fc1".into(), conv2 * (h2 / 2) * (w2 / 2), *fc1);
-                linear(&mut out, "fc2".into(), *fc1, classes);
-            }
-            Arch::Cnn { blocks, fc } => {
-                let (mut c, mut h, mut w) = (channels, height, width);
-                for (i, &b) in blocks.iter().enumerate() {
-                    conv(&mut out, format!("blocks.{i}.conv"), c, b, 3, h, w, false);
-                    out.push(LayerCost {
-                        name: format!("blocks.{i}.bn"),
-                        kind: LayerKind::BatchNorm,
-                        output: vec![b, h, w],
-                        params: 2 * b as u64,
-                        macs: 0,
-                    });
-                    (c, h, w) = (b, h / 2, w / 2);
-                }
-                linear(&mut out, "fc".into(), c * h * w, *fc);
-                linear(&mut out, "head".into(), *fc, classes);
-            }
-        }
-        out
+    fn graph(&self, input: InputShape, classes: usize) -> crate::graph::Graph {
+        self.lower(input, classes)
     }
 
     fn build<B: Backend>(&self, input: InputShape, classes: usize, device: &B::Device) -> Model<B> {
         super::nets::build(self, input, classes, device)
-    }
-
-    fn channel_groups(&self, input: InputShape, _classes: usize) -> Option<Vec<ChannelGroup>> {
-        let mut groups = Vec::new();
-        match self {
-            Arch::Mlp { hidden } => {
-                for (i, &h) in hidden.iter().enumerate() {
-                    let name = format!("layers.{i}");
-                    groups.push(
-                        ChannelGroup::new(&name, h)
-                            .linear_out(&name)
-                            .linear_in(&format!("layers.{}", i + 1), 1)
-                            .build(),
-                    );
-                }
-            }
-            Arch::Lenet5 { conv1, conv2, fc1 } => {
-                let side = |s: usize| ((s - 4) / 2 - 4) / 2;
-                let area = side(input.height) * side(input.width);
-                groups.push(
-                    ChannelGroup::new("conv1", *conv1)
-                        .conv_out("conv1", true)
-                        .conv_in("conv2")
-                        .build(),
-                );
-                groups.push(
-                    ChannelGroup::new("conv2", *conv2)
-                        .conv_out("conv2", true)
-                        .linear_in("fc1", area)
-                        .build(),
-                );
-                groups.push(
-                    ChannelGroup::new("fc1", *fc1)
-                        .linear_out("fc1")
-                        .linear_in("fc2", 1)
-                        .build(),
-                );
-            }
-            Arch::Cnn { blocks, fc } => {
-                let shrink = 1usize << blocks.len();
-                let area = (input.height / shrink) * (input.width / shrink);
-                for (i, &b) in blocks.iter().enumerate() {
-                    let conv = format!("blocks.{i}.conv");
-                    let mut g = ChannelGroup::new(&conv, b);
-                    g.conv_out(&conv, false).norm(&format!("blocks.{i}.bn"));
-                    if i + 1 < blocks.len() {
-                        g.conv_in(&format!("blocks.{}.conv", i + 1));
-                    } else {
-                        g.linear_in("fc", area);
-                    }
-                    groups.push(g);
-                }
-                groups.push(
-                    ChannelGroup::new("fc", *fc)
-                        .linear_out("fc")
-                        .linear_in("head", 1)
-                        .build(),
-                );
-            }
-        }
-        Some(groups)
     }
 
     fn with_group_widths(
@@ -412,7 +299,7 @@ impl Architecture for Arch {
         classes: usize,
         widths: &[usize],
     ) -> Result<Self> {
-        let groups = self.channel_groups(input, classes).unwrap_or_default();
+        let groups = self.lower(input, classes).channel_groups()?;
         check_group_widths(&groups, widths)?;
         Ok(match self {
             Arch::Mlp { .. } => Arch::Mlp {
