@@ -76,6 +76,22 @@ fn conv_bn(
     act(g, name, a);
 }
 
+/// A graph that starts with the 3x3 stem `stem.{conv,bn,act}` (`features.0` in PyTorch).
+fn stem(input: InputShape, out: usize, stride: usize, bn: Bn, a: Activation) -> GraphBuilder {
+    let mut g = GraphBuilder::new(input);
+    let conv = Op::conv(out, 3, stride, 1, false);
+    conv_bn(
+        &mut g,
+        "stem",
+        unit("features.0"),
+        Some("stem".into()),
+        conv,
+        bn,
+        a,
+    );
+    g
+}
+
 /// PyTorch names of a conv-bn unit at `{t}.0` and `{t}.1`.
 fn unit(t: &str) -> [Option<String>; 2] {
     [Some(format!("{t}.0")), Some(format!("{t}.1"))]
@@ -103,17 +119,7 @@ impl MobileNetSpec {
         };
         let stem_act = family.stem_activation();
         let (se_act, se_gate) = family.se_activations();
-        let mut g = GraphBuilder::new(input);
-        let stem = Op::conv(self.stem, 3, self.stem_stride, 1, false);
-        conv_bn(
-            &mut g,
-            "stem",
-            unit("features.0"),
-            Some("stem".into()),
-            stem,
-            bn,
-            stem_act,
-        );
+        let mut g = stem(input, self.stem, self.stem_stride, bn, stem_act);
         let blocks = self.blocks();
         let total = blocks.len().max(1) as f64;
         let mut i = 0;
@@ -236,17 +242,7 @@ impl MobileNetV1Spec {
             momentum: 0.1,
         };
         let relu = Activation::Relu;
-        let mut g = GraphBuilder::new(input);
-        let stem = Op::conv(self.stem, 3, self.stem_stride, 1, false);
-        conv_bn(
-            &mut g,
-            "stem",
-            unit("features.0"),
-            Some("stem".into()),
-            stem,
-            bn,
-            relu,
-        );
+        let mut g = stem(input, self.stem, self.stem_stride, bn, relu);
         let mut prev = self.stem;
         for (i, b) in self.blocks.iter().enumerate() {
             let name = format!("blocks.{i}");

@@ -120,13 +120,16 @@ fn run_inner<B: Backend>(
                 meta.spec.classes
             );
         }
-        let figures = opt_quant::measure::StaticFigures {
+        let figures = opt_core::eval::StaticFigures {
             macs: meta.spec.macs(),
             size_bytes: bytes.len() as u64,
             size_gzip_bytes: opt_core::fsutil::gzip_len(&bytes),
         };
-        let threads = opt_quant::measure::default_threads();
-        opt_quant::measure::measure_int8(&q, &test, &task.measure, figures, threads)
+        let run = opt_quant::measure::Int8Run {
+            model: &q,
+            threads: opt_quant::measure::default_threads(),
+        };
+        opt_core::eval::measure_model(&run, figures, &test, &task.measure)
     } else {
         let (meta, model, saved) = load_model::<B, opt_arch::ZooArch>(&task.dir, &device)?;
         let batcher = Batcher {

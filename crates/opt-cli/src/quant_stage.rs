@@ -16,14 +16,16 @@ use opt_core::artifact::{
     MODEL_FILE, ModelMeta, WeightsFormat, clear_model_files, load_model, save_quant_weights,
 };
 use opt_core::data::ImageDataset;
-use opt_core::eval::{EvalReport, MeasureConfig, Platform, evaluate_accuracy, measure};
+use opt_core::eval::{
+    EvalReport, MeasureConfig, Platform, StaticFigures, evaluate_accuracy, measure, measure_model,
+};
 use opt_core::fsutil::{gzip_len, write_atomic, write_json_atomic};
 use opt_core::model::ModelSpec;
 use opt_core::qweights::{StoredTensor, dequantize_all};
 use opt_core::train::{TrainConfig, TrainData, TrainReport};
 use opt_core::weights::{host_tensors, load_host_tensors};
 use opt_quant::fallback::{FallbackReport, accuracy_aware};
-use opt_quant::measure::{StaticFigures, accuracy, default_threads, measure_int8};
+use opt_quant::measure::{Int8Run, accuracy, default_threads};
 use opt_quant::qformat::{INT8_FILE, decode, encode};
 use opt_quant::weight_only::{WeightOnlyReport, quantize_weights_only};
 use opt_quant::{Method, QuantConfig, calibrate_model, quantize_qat};
@@ -254,7 +256,7 @@ pub fn run_quantize<B: AutodiffBackend>(
                 tol,
                 |float| {
                     let q = calibrated.quantize(float)?;
-                    Ok::<f64, anyhow::Error>(accuracy(&q, data.valid, 256, threads).0)
+                    Ok::<f64, anyhow::Error>(accuracy(&q, data.valid, 256, threads).accuracy)
                 },
             )?;
             float_parts.extend(r.kept_float.iter().cloned());
@@ -284,7 +286,7 @@ pub fn run_quantize<B: AutodiffBackend>(
         size_bytes: bytes.len() as u64,
         size_gzip_bytes: gzip_len(&bytes),
     };
-    let eval = measure_int8(&q, test, &mcfg, figures, threads);
+    let eval = measure_model(&Int8Run { model: &q, threads }, figures, test, &mcfg);
     let c = &cfg.calibration;
     let mut summary = vec![format!(
         "int8 weights ({}) and uint8 activations ({} calibration on {} images{}) on the \
@@ -304,7 +306,7 @@ pub fn run_quantize<B: AutodiffBackend>(
     }
     summary.extend(fallback.as_ref().map(fallback_line));
     Ok(QuantStageOutput {
-        valid_accuracy: accuracy(&q, data.valid, 256, threads).0,
+        valid_accuracy: accuracy(&q, data.valid, 256, threads).accuracy,
         model: float_model,
         eval,
         train: qat.map(|r| r.train),

@@ -415,7 +415,7 @@ mod tests {
         let after = FloatGraph::from_model(&tuned, input()).unwrap();
         assert!(before != after, "QAT did not change the weights");
         let test = data.test.take(200);
-        let (acc, _, _) = crate::measure::accuracy(&q, &test, 100, 1);
+        let acc = crate::measure::accuracy(&q, &test, 100, 1).accuracy;
         assert!(acc > 0.2, "int8 accuracy after one QAT epoch {acc}");
     }
 }

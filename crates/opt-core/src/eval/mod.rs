@@ -3,5 +3,8 @@
 pub mod accuracy;
 pub mod measure;
 
-pub use accuracy::{AccuracyReport, evaluate_accuracy};
-pub use measure::{EvalReport, MeasureConfig, Platform, measure, percentile};
+pub use accuracy::{AccuracyReport, Tally, evaluate_accuracy};
+pub use measure::{
+    EvalReport, Measurable, MeasureConfig, Platform, StaticFigures, measure, measure_model,
+    percentile,
+};

@@ -51,48 +51,13 @@ impl Graph {
         let inputs = self.first_input_shapes(&shapes);
         let mut out = Vec::new();
         for (n, x) in self.nodes.iter().zip(&inputs) {
-            let mut push = |name: &str, shape: Vec<usize>, running_stat| {
+            for (name, shape, running_stat) in node_params(&n.op, x) {
                 out.push(ParamSpec {
                     node: n.name.clone(),
                     path: format!("{}.{name}", n.name),
                     shape,
                     running_stat,
-                })
-            };
-            match n.op {
-                Op::Conv2d {
-                    out_channels,
-                    kernel,
-                    groups,
-                    bias,
-                    ..
-                } => {
-                    push(
-                        "weight",
-                        vec![out_channels, x[0] / groups, kernel[0], kernel[1]],
-                        false,
-                    );
-                    if bias {
-                        push("bias", vec![out_channels], false);
-                    }
-                }
-                Op::Linear { out_features, bias } => {
-                    push("weight", vec![x[0], out_features], false);
-                    if bias {
-                        push("bias", vec![out_features], false);
-                    }
-                }
-                Op::BatchNorm { .. } => {
-                    for (name, stat) in [
-                        ("gamma", false),
-                        ("beta", false),
-                        ("running_mean", true),
-                        ("running_var", true),
-                    ] {
-                        push(name, vec![x[0]], stat);
-                    }
-                }
-                _ => {}
+                });
             }
         }
         Ok(out)
@@ -103,35 +68,26 @@ impl Graph {
     pub fn layers(&self) -> Result<Vec<LayerCost>> {
         let shapes = self.shapes()?;
         let inputs = self.first_input_shapes(&shapes);
+        let numel = |s: &[usize]| s.iter().fold(1u64, |a, &v| a.saturating_mul(v as u64));
         let mut out = Vec::new();
         for ((n, x), y) in self.nodes.iter().zip(&inputs).zip(&shapes) {
-            let numel = |s: &[usize]| s.iter().fold(1u64, |a, &v| a.saturating_mul(v as u64));
-            let (kind, params, macs) = match n.op {
-                Op::Conv2d {
-                    out_channels,
-                    kernel,
-                    groups,
-                    bias,
-                    ..
-                } => {
-                    let weights = numel(&[out_channels, x[0] / groups, kernel[0], kernel[1]]);
-                    let area = numel(&y[1..]);
-                    (
-                        LayerKind::Conv2d,
-                        weights.saturating_add(if bias { out_channels as u64 } else { 0 }),
-                        weights.saturating_mul(area),
-                    )
-                }
-                Op::Linear { out_features, bias } => {
-                    let weights = numel(&[x[0], out_features]);
-                    (
-                        LayerKind::Linear,
-                        weights.saturating_add(if bias { out_features as u64 } else { 0 }),
-                        weights,
-                    )
-                }
-                Op::BatchNorm { .. } => (LayerKind::BatchNorm, 2 * x[0] as u64, 0),
+            let kind = match n.op {
+                Op::Conv2d { .. } => LayerKind::Conv2d,
+                Op::Linear { .. } => LayerKind::Linear,
+                Op::BatchNorm { .. } => LayerKind::BatchNorm,
                 _ => continue,
+            };
+            let tensors = node_params(&n.op, x);
+            let params = tensors
+                .iter()
+                .filter(|(_, _, stat)| !stat)
+                .fold(0u64, |a, (_, s, _)| a.saturating_add(numel(s)));
+            // A weight's every value is one multiply-accumulate per output position.
+            let weights = numel(&tensors[0].1);
+            let macs = match kind {
+                LayerKind::Conv2d => weights.saturating_mul(numel(&y[1..])),
+                LayerKind::Linear => weights,
+                LayerKind::BatchNorm => 0,
             };
             out.push(LayerCost {
                 name: n.name.clone(),
@@ -142,6 +98,47 @@ impl Graph {
             });
         }
         Ok(out)
+    }
+}
+
+/// The weight tensors of one operation on input shape `x`: name, shape (burn's layouts) and
+/// whether it is running state rather than a trainable parameter.
+fn node_params(op: &Op, x: &[usize]) -> Vec<(&'static str, Vec<usize>, bool)> {
+    match *op {
+        Op::Conv2d {
+            out_channels,
+            kernel,
+            groups,
+            bias,
+            ..
+        } => {
+            let mut t = vec![(
+                "weight",
+                vec![out_channels, x[0] / groups, kernel[0], kernel[1]],
+                false,
+            )];
+            if bias {
+                t.push(("bias", vec![out_channels], false));
+            }
+            t
+        }
+        Op::Linear { out_features, bias } => {
+            let mut t = vec![("weight", vec![x[0], out_features], false)];
+            if bias {
+                t.push(("bias", vec![out_features], false));
+            }
+            t
+        }
+        Op::BatchNorm { .. } => [
+            ("gamma", false),
+            ("beta", false),
+            ("running_mean", true),
+            ("running_var", true),
+        ]
+        .into_iter()
+        .map(|(name, stat)| (name, vec![x[0]], stat))
+        .collect(),
+        _ => Vec::new(),
     }
 }
 
