@@ -100,13 +100,7 @@ fn unit(t: &str) -> [Option<String>; 2] {
 /// Dropout and the classifier, named `torch` in PyTorch.
 fn classifier(g: &mut GraphBuilder, dropout: f64, classes: usize, torch: &str) {
     g.then("dropout", Op::Dropout { p: dropout });
-    g.then(
-        "classifier",
-        Op::Linear {
-            out_features: classes,
-            bias: true,
-        },
-    );
+    g.then("classifier", Op::linear(classes));
     g.torch(torch);
 }
 
@@ -216,13 +210,7 @@ impl MobileNetSpec {
         g.then("flatten", Op::Flatten);
         let classifier_name = match self.hidden {
             Some(h) => {
-                g.then(
-                    "hidden",
-                    Op::Linear {
-                        out_features: h,
-                        bias: true,
-                    },
-                );
+                g.then("hidden", Op::linear(h));
                 g.torch("classifier.0");
                 g.then("hidden.act", Op::HardSwish);
                 "classifier.3"

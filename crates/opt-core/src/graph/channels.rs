@@ -91,6 +91,34 @@ impl Sets {
             .push((set, TensorSlice::new(path, axis, role).with_block(block)));
     }
 
+    /// A new set of `channels` computed by the layer whose weight runs over them along
+    /// `weight_axis` (and whose bias, if any, along axis 0).
+    fn produce(
+        &mut self,
+        channels: usize,
+        name: &str,
+        fixed: bool,
+        node: &str,
+        weight_axis: usize,
+        bias: bool,
+    ) -> Chan {
+        let o = self.new_set(channels, name, fixed);
+        self.slice(
+            o,
+            format!("{node}.weight"),
+            weight_axis,
+            1,
+            SliceRole::Producer,
+        );
+        if bias {
+            self.slice(o, format!("{node}.bias"), 0, 1, SliceRole::Producer);
+        }
+        Chan {
+            parts: vec![o],
+            block: 1,
+        }
+    }
+
     /// Ties a gate's set to the map's: the gate's producers become gates of the map's group.
     fn gate(&mut self, map: usize, gate: usize) {
         let (m, g) = (self.find(map), self.find(gate));
@@ -162,15 +190,7 @@ impl Graph {
                         } else if let Some(s) = sets.single(&x) {
                             sets.slice(s, path("weight"), 1, 1, SliceRole::Consumer);
                         }
-                        let o = sets.new_set(out_channels, label, !dense);
-                        sets.slice(o, path("weight"), 0, 1, SliceRole::Producer);
-                        if bias {
-                            sets.slice(o, path("bias"), 0, 1, SliceRole::Producer);
-                        }
-                        Chan {
-                            parts: vec![o],
-                            block: 1,
-                        }
+                        sets.produce(out_channels, label, !dense, &n.name, 0, bias)
                     }
                 }
                 Op::Linear { out_features, bias } => {
@@ -179,15 +199,7 @@ impl Graph {
                     } else {
                         sets.fix(&x);
                     }
-                    let o = sets.new_set(out_features, label, false);
-                    sets.slice(o, path("weight"), 1, 1, SliceRole::Producer);
-                    if bias {
-                        sets.slice(o, path("bias"), 0, 1, SliceRole::Producer);
-                    }
-                    Chan {
-                        parts: vec![o],
-                        block: 1,
-                    }
+                    sets.produce(out_features, label, false, &n.name, 1, bias)
                 }
                 Op::BatchNorm { .. } => {
                     if let Some(s) = sets.single(&x) {
@@ -304,13 +316,7 @@ mod tests {
         g.then("head", Op::conv(16, 1, 1, 1, false));
         g.then("pool", Op::GlobalAvgPool);
         g.then("flat", Op::Flatten);
-        g.then(
-            "fc",
-            Op::Linear {
-                out_features: 10,
-                bias: true,
-            },
-        );
+        g.then("fc", Op::linear(10));
         let groups = g.finish().channel_groups().unwrap();
         let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
         // left and right feed a concatenation: not prunable in this version.

@@ -163,13 +163,7 @@ mod tests {
         );
         g.then("pool", Op::GlobalAvgPool);
         g.then("flat", Op::Flatten);
-        g.then(
-            "fc",
-            Op::Linear {
-                out_features: 10,
-                bias: true,
-            },
-        );
+        g.then("fc", Op::linear(10));
         let g = g.finish();
         let l = g.layers().unwrap();
         let figures: Vec<(&str, LayerKind, u64, u64)> = l

@@ -229,6 +229,14 @@ impl Op {
         }
     }
 
+    /// A linear layer with bias.
+    pub fn linear(out_features: usize) -> Op {
+        Op::Linear {
+            out_features,
+            bias: true,
+        }
+    }
+
     /// A square `k x k` max pooling with stride `k` and no padding.
     pub fn max_pool(k: usize) -> Op {
         Op::MaxPool {
@@ -263,5 +271,34 @@ impl Graph {
             .filter_map(|n| n.torch.clone().map(|t| (n.name.clone(), t)))
             .collect();
         (!names.is_empty()).then_some(names)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::MNIST;
+
+    /// A conv, ReLU, pooling, flatten and linear head on MNIST-sized input.
+    pub(super) fn small() -> Graph {
+        let mut g = GraphBuilder::new(MNIST);
+        g.then("conv", Op::conv(4, 3, 2, 1, true));
+        g.then("relu", Op::Relu);
+        g.then("pool", Op::GlobalAvgPool);
+        g.then("flatten", Op::Flatten);
+        g.then("fc", Op::linear(10));
+        g.finish()
+    }
+
+    #[test]
+    fn graphs_round_trip_through_json_and_refuse_unknown_keys() {
+        let g = small();
+        let json = serde_json::to_string(&g).unwrap();
+        assert_eq!(serde_json::from_str::<Graph>(&json).unwrap(), g);
+        let bad = json.replacen("\"bias\"", "\"biass\"", 1);
+        assert!(serde_json::from_str::<Graph>(&bad).is_err());
+        let bad = json.replacen("{\"type\":\"relu\"}", "{\"type\":\"gelu\"}", 1);
+        let e = serde_json::from_str::<Graph>(&bad).unwrap_err().to_string();
+        assert!(e.contains("gelu"), "{e}");
     }
 }

@@ -80,12 +80,11 @@ impl<A: Architecture> ModelSpec<A> {
         }
         self.arch.validate(self.input, self.classes)?;
         // The graph's shapes check (a family's own checks should already have caught a
-        // network too deep for its input; this catches what they missed).
-        self.graph().shapes()?;
-        // Widths, counts and the input are bounded, so no single layer's figures overflow;
-        // the totals are summed with checks and bounded too, so every later size computed
-        // from this spec (allocations included) fits.
-        let layers = self.layers();
+        // network too deep for its input; this catches what they missed). Widths, counts and
+        // the input are bounded, so no single layer's figures overflow; the totals are summed
+        // with checks and bounded too, so every later size computed from this spec
+        // (allocations included) fits.
+        let layers = self.graph().layers()?;
         if layers.len() > MAX_LAYERS {
             return Err(CoreError::invalid(
                 "model",

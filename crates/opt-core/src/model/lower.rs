@@ -3,14 +3,6 @@
 use super::spec::{Arch, InputShape};
 use crate::graph::{Graph, GraphBuilder, Op};
 
-/// Linear layer with bias.
-fn linear(out_features: usize) -> Op {
-    Op::Linear {
-        out_features,
-        bias: true,
-    }
-}
-
 impl Arch {
     /// The graph of this architecture (see [`Architecture::graph`](super::Architecture::graph)).
     pub fn lower(&self, input: InputShape, classes: usize) -> Graph {
@@ -19,10 +11,10 @@ impl Arch {
             Arch::Mlp { hidden } => {
                 g.then("flatten", Op::Flatten);
                 for (i, &h) in hidden.iter().enumerate() {
-                    g.then(format!("layers.{i}"), linear(h));
+                    g.then(format!("layers.{i}"), Op::linear(h));
                     g.then(format!("layers.{i}.relu"), Op::Relu);
                 }
-                g.then(format!("layers.{}", hidden.len()), linear(classes));
+                g.then(format!("layers.{}", hidden.len()), Op::linear(classes));
             }
             Arch::Lenet5 { conv1, conv2, fc1 } => {
                 g.then("conv1", Op::conv(*conv1, 5, 1, 1, true).unpadded());
@@ -30,9 +22,9 @@ impl Arch {
                 g.then("conv2", Op::conv(*conv2, 5, 1, 1, true).unpadded());
                 g.then("pool2", Op::max_pool(2));
                 g.then("flatten", Op::Flatten);
-                g.then("fc1", linear(*fc1));
+                g.then("fc1", Op::linear(*fc1));
                 g.then("fc1.relu", Op::Relu);
-                g.then("fc2", linear(classes));
+                g.then("fc2", Op::linear(classes));
             }
             Arch::Cnn { blocks, fc } => {
                 for (i, &b) in blocks.iter().enumerate() {
@@ -48,9 +40,9 @@ impl Arch {
                     g.then(format!("blocks.{i}.pool"), Op::max_pool(2));
                 }
                 g.then("flatten", Op::Flatten);
-                g.then("fc", linear(*fc));
+                g.then("fc", Op::linear(*fc));
                 g.then("fc.relu", Op::Relu);
-                g.then("head", linear(classes));
+                g.then("head", Op::linear(classes));
             }
         }
         g.finish()
